@@ -1,0 +1,2 @@
+"""The shared dual-stream core: engine glue, pure-PyTorch ops, interaction, alignment and
+temporal encoders. Nothing here imports from `interlace.domains`."""

@@ -1,0 +1,1 @@
+"""mmengine glue: registries, tools support, batch inference, checkpoints."""

@@ -1,0 +1,1 @@
+"""Domain packages (driving, remote_sensing, medical) built on `interlace.core`."""

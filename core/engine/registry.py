@@ -14,14 +14,7 @@ import difflib
 import re
 from typing import Any, Iterable
 
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
-from mmengine.registry import DATASETS as MMENGINE_DATASETS
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import METRICS as MMENGINE_METRICS
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+import mmengine.registry as mmengine_registry
 from mmengine.registry import Registry
 
 SCOPE = "interlace"
@@ -107,25 +100,47 @@ class InterlaceRegistry(Registry):
             raise explained from None
 
 
-def _child(name: str, parent: Registry) -> InterlaceRegistry:
-    return InterlaceRegistry(name, parent=parent, scope=SCOPE, locations=_LOCATIONS[name])
+def _child(root: str) -> InterlaceRegistry:
+    parent = getattr(mmengine_registry, root)
+    return InterlaceRegistry(parent.name, parent=parent, scope=SCOPE,
+                             locations=_LOCATIONS.get(parent.name, []))
 
 
-MODELS = _child("model", MMENGINE_MODELS)
-DATASETS = _child("dataset", MMENGINE_DATASETS)
-TRANSFORMS = _child("transform", MMENGINE_TRANSFORMS)
-METRICS = _child("metric", MMENGINE_METRICS)
-HOOKS = _child("hook", MMENGINE_HOOKS)
-DATA_SAMPLERS = _child("data sampler", MMENGINE_DATA_SAMPLERS)
-TASK_UTILS = _child("task util", MMENGINE_TASK_UTILS)
-VISUALIZERS = _child("visualizer", MMENGINE_VISUALIZERS)
+MODELS = _child("MODELS")
+DATASETS = _child("DATASETS")
+TRANSFORMS = _child("TRANSFORMS")
+METRICS = _child("METRICS")
+HOOKS = _child("HOOKS")
+DATA_SAMPLERS = _child("DATA_SAMPLERS")
+TASK_UTILS = _child("TASK_UTILS")
+VISUALIZERS = _child("VISUALIZERS")
+# The other mmengine roots get an `interlace` child too (as mmdet3d does), so building an
+# optimizer or scheduler under the `interlace` scope finds mmengine's types without a
+# "failed to search registry" warning.
+RUNNERS = _child("RUNNERS")
+RUNNER_CONSTRUCTORS = _child("RUNNER_CONSTRUCTORS")
+LOOPS = _child("LOOPS")
+OPTIMIZERS = _child("OPTIMIZERS")
+OPTIM_WRAPPERS = _child("OPTIM_WRAPPERS")
+OPTIM_WRAPPER_CONSTRUCTORS = _child("OPTIM_WRAPPER_CONSTRUCTORS")
+PARAM_SCHEDULERS = _child("PARAM_SCHEDULERS")
+EVALUATOR = _child("EVALUATOR")
+MODEL_WRAPPERS = _child("MODEL_WRAPPERS")
+WEIGHT_INITIALIZERS = _child("WEIGHT_INITIALIZERS")
+VISBACKENDS = _child("VISBACKENDS")
+LOG_PROCESSORS = _child("LOG_PROCESSORS")
+FUNCTIONS = _child("FUNCTIONS")
+INFERENCERS = _child("INFERENCERS")
 # Readers and writers that a domain plugs into the batch-inference engine. mmengine has
 # no root registry for them, so this one has no parent.
 INFERENCE_IO = InterlaceRegistry("inference io", scope=SCOPE, locations=_LOCATIONS["inference io"])
 
 REGISTRIES: dict[str, Registry] = {
     r.name: r for r in (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS,
-                        TASK_UTILS, VISUALIZERS, INFERENCE_IO)
+                        TASK_UTILS, VISUALIZERS, RUNNERS, RUNNER_CONSTRUCTORS, LOOPS,
+                        OPTIMIZERS, OPTIM_WRAPPERS, OPTIM_WRAPPER_CONSTRUCTORS,
+                        PARAM_SCHEDULERS, EVALUATOR, MODEL_WRAPPERS, WEIGHT_INITIALIZERS,
+                        VISBACKENDS, LOG_PROCESSORS, FUNCTIONS, INFERENCERS, INFERENCE_IO)
 }
 
 

@@ -1,0 +1,49 @@
+# Interlace: `make demo` runs the end-to-end demo, `make test` the test suite.
+# Both create .venv with the tested versions (constraints.txt) if it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: demo test test-slow benchmark info install clean help
+
+help:
+	@echo "make demo       end-to-end run on generated data, prints a summary"
+	@echo "make test       install the test extra and run the default (fast) suite"
+	@echo "make test-slow  the long tests (training to a target score)"
+	@echo "make benchmark  core-ops benchmark at nuScenes scale"
+	@echo "make info       environment report"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+# Torch first, alone and pinned: an unpinned resolve would fetch the newest CUDA build.
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt
+	$(PIP) install --quiet --upgrade "pip>=23.1" "setuptools>=69" wheel
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	@touch $@
+
+install: $(STAMP)
+
+info: $(STAMP)
+	$(PY) -m interlace.info
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+benchmark: $(STAMP)
+	$(PY) tools/benchmark.py ops
+
+clean:
+	rm -rf $(VENV) build *.egg-info work_dirs/tests

@@ -1,0 +1,150 @@
+"""What `tools/train.py`, `tools/test.py` and `tools/infer.py` share: loading a config
+with the mmdet3d-style overrides, starting torch.distributed (also on CPU-only PyTorch),
+and turning known errors into one readable line instead of a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import os.path as osp
+import sys
+from typing import Callable, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_dist_info
+from mmengine.logging import print_log
+
+from .registry import SCOPE, UnknownTypeError, explain_unknown_type
+
+LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+
+
+class ToolError(ValueError):
+    """A command-line request that cannot be carried out; `run_cli` prints it in one line."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                launcher: str = "none") -> Config:
+    """Load `path`, apply ``--cfg-options`` and pick the work dir as mmdet3d does:
+    command line, then the config's ``work_dir``, then ``work_dirs/<config name>``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.setdefault("default_scope", SCOPE)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Start torch.distributed for `launcher` before the Runner does.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, which fails on
+    a CPU-only PyTorch, and its DDP wrapper pins ``device_ids=[LOCAL_RANK]``, which DDP
+    rejects for CPU modules. Without CUDA we therefore start a gloo process group here
+    (the Runner skips its own init when one exists) and wrap with ``device_ids=None``.
+    """
+    if launcher == "none":
+        return
+    os.environ.setdefault("LOCAL_RANK", "0")
+    if torch.cuda.is_available():
+        return  # mmengine's own path works with CUDA
+    import torch.distributed as dist
+
+    dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
+    dist_cfg["backend"] = "gloo"
+    cfg.setdefault("env_cfg", {})["dist_cfg"] = dist_cfg
+    if not dist.is_initialized():
+        if launcher == "pytorch":
+            dist.init_process_group(backend="gloo")
+        else:
+            from mmengine.dist import init_dist
+            # slurm / mpi read their own variables; only the backend differs.
+            init_dist(launcher, backend="gloo")
+    wrapper = dict(cfg.get("model_wrapper_cfg") or {})
+    wrapper.setdefault("type", "MMDistributedDataParallel")
+    wrapper.setdefault("device_ids", None)
+    wrapper.setdefault("broadcast_buffers", False)
+    wrapper.setdefault("find_unused_parameters", cfg.get("find_unused_parameters", False))
+    cfg.model_wrapper_cfg = wrapper
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the optimizer wrapper to mixed precision, as ``--amp`` does in mmdet3d.
+
+    mmengine's ``AmpOptimWrapper`` refuses to start without an accelerator, so on a
+    CPU-only machine the flag is reported and ignored rather than crashing the run.
+    """
+    if not torch.cuda.is_available():
+        print_log("--amp ignored: no CUDA device, training in float32.", logger="current",
+                  level=logging.WARNING)
+        return
+    optim_wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
+    if optim_wrapper == "AmpOptimWrapper":
+        print_log("AMP training is already enabled in your config.", logger="current",
+                  level=logging.WARNING)
+        return
+    if optim_wrapper != "OptimWrapper":
+        raise ToolError(f"--amp needs optim_wrapper.type 'OptimWrapper', got '{optim_wrapper}'")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
+
+
+def apply_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``--resume`` alone resumes from the work dir's latest checkpoint; ``--resume CKPT``
+    from that file (mmdet3d semantics)."""
+    if resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
+        cfg.resume = True
+        cfg.load_from = resume
+
+
+def build_runner(cfg: Config):
+    """Build the mmengine Runner (or the config's ``runner_type``)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from .checkpoint import install_safe_checkpoint_loader
+
+    # Resume and `load_from` go through torch.load(weights_only=True) with the few
+    # globals mmengine checkpoints need (see checkpoint.py).
+    install_safe_checkpoint_loader()
+    if "runner_type" not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def is_main_process() -> bool:
+    return get_dist_info()[0] == 0
+
+
+def run_cli(main: Callable[[], int | None]) -> None:
+    """Run a tool's ``main`` and exit with its code. Known user errors (unknown config
+    type, missing file, bad checkpoint) print one line to stderr and exit 2; set
+    ``INTERLACE_DEBUG=1`` to get the traceback instead."""
+    from .checkpoint import CheckpointError
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (KeyError, FileNotFoundError, CheckpointError, ToolError) as error:
+        if os.environ.get("INTERLACE_DEBUG"):
+            raise
+        explained = explain_unknown_type(error)
+        if isinstance(explained, UnknownTypeError) or not isinstance(error, KeyError):
+            print(f"error: {explained}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    sys.exit(code or 0)

@@ -1,0 +1,102 @@
+"""Evaluate a checkpoint on a config's test set with mmengine (flags as in mmdet3d's test.py).
+
+Examples:
+  python tools/test.py CONFIG work_dirs/run1/epoch_6.pth
+  python tools/test.py CONFIG CKPT --out work_dirs/run1/predictions.pkl
+  python tools/test.py CONFIG CKPT --format-only --cfg-options test_evaluator.outfile_prefix=sub/
+  python tools/test.py CONFIG CKPT --show-dir work_dirs/run1/vis
+  torchrun --nproc_per_node 2 tools/test.py CONFIG CKPT --launcher pytorch
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+from interlace.core.engine.cli import (LAUNCHERS, ToolError, build_runner, load_config,
+                                       run_cli, setup_distributed)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Test (and evaluate) a checkpoint.", epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="test config file path")
+    parser.add_argument("checkpoint", help="checkpoint file")
+    parser.add_argument("--work-dir", help="where the evaluation logs go")
+    parser.add_argument("--out", help="dump the raw predictions to this pickle file")
+    parser.add_argument("--format-only", action="store_true",
+                        help="only write the results in the official format (e.g. for a "
+                             "test-server submission); compute no scores")
+    parser.add_argument("--show-dir", help="write visualisations of the predictions here")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config entries, e.g. test_dataloader.batch_size=1")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
+                        help="job launcher for multi-process testing")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    return args
+
+
+def set_format_only(cfg: Config) -> None:
+    """Ask every test metric to write its official-format output and skip scoring."""
+    from interlace.core.engine.registry import METRICS, register_all_modules
+
+    register_all_modules()
+    evaluators = cfg.test_evaluator
+    metrics = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+    for metric in metrics:
+        metric_cls = METRICS.get(metric["type"])
+        if metric_cls is None or "format_only" not in _init_params(metric_cls):
+            raise ToolError(f"--format-only: metric {metric['type']} cannot write results "
+                             "without evaluating (it has no `format_only` option)")
+        metric["format_only"] = True
+
+
+def _init_params(cls) -> set:
+    import inspect
+    return {name for klass in cls.__mro__ if "__init__" in vars(klass)
+            for name in inspect.signature(klass.__init__).parameters}
+
+
+def enable_visualization(cfg: Config, show_dir: str) -> None:
+    """Turn on the config's visualization hook and point it at `show_dir`."""
+    hook = cfg.default_hooks.get("visualization") if "default_hooks" in cfg else None
+    if hook is None:
+        raise ToolError("--show-dir: the config has no `default_hooks.visualization`, so "
+                         "this model cannot draw its predictions")
+    hook["draw"] = True
+    hook["test_out_dir"] = osp.abspath(show_dir)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    setup_distributed(cfg, args.launcher)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.format_only:
+        set_format_only(cfg)
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
+    runner = build_runner(cfg)
+    if args.out:
+        if not args.out.endswith((".pkl", ".pickle")):
+            raise ToolError("--out must be a .pkl or .pickle file")
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if metrics:
+        print("metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in metrics.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.getcwd())  # configs may import project-local modules
+    run_cli(lambda: main())

@@ -12,3 +12,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """`make test`'s short summary: what ran, where the reports are, what was left out."""
+    stats = terminalreporter.stats
+    counts = {k: len(stats.get(k, [])) for k in ("passed", "failed", "error", "skipped")}
+    deselected = len(stats.get("deselected", []))
+    marker = config.getoption("markexpr") or "all"
+    lines = [f"ran: {sum(counts.values())} tests (marker filter: {marker}); "
+             f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
+             f"{counts['skipped']} skipped; {deselected} deselected (run them with `make test-slow`)"]
+    junit = config.getoption("xmlpath", None)
+    if junit:
+        lines.append(f"report: {junit}")
+    terminalreporter.write_sep("-", "Interlace test summary")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -1,0 +1,367 @@
+"""Batch inference: run a model over many input files, one output file per input.
+
+Every domain plugs in a *reader* (input file → batch for ``model.test_step``) and a
+*writer* (model outputs → output file); :class:`BatchInferenceEngine` does the rest:
+
+- shards inputs across ranks by index (``inputs[rank::world_size]``) under torchrun;
+- skips inputs whose output already exists, so a killed run resumes where it stopped;
+- writes each output to a hidden temporary name in the same directory and renames it
+  (``os.replace``), so an output under its final name is always complete;
+- records every input in a JSON-lines manifest and goes on after a failure;
+- shows a progress bar with an ETA on rank 0 (plain, once, when stderr is not a TTY).
+
+Readers and writers are registered in ``INFERENCE_IO``; a config names them in
+``infer_cfg = dict(reader=dict(type=...), writer=dict(type=...))`` (see ``tools/infer.py``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info
+from mmengine.logging import print_log
+from mmengine.structures import BaseDataElement
+
+from .registry import INFERENCE_IO
+
+__all__ = ["InferenceReader", "InferenceWriter", "BatchInferenceEngine", "InferenceSummary",
+           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "temporary_path"]
+
+
+class OutputNameConflict(ValueError):
+    """Two inputs would be written to the same output file."""
+
+
+class InferenceReader(ABC):
+    """Turns one input file into a batch for ``model.test_step(data)``.
+
+    ``read(path)`` returns what the model's data preprocessor expects, usually
+    ``dict(inputs=[...], data_samples=[...])`` holding one sample. It raises (with the
+    file named in the message) on unreadable input; the engine records the error in
+    the manifest and goes on.
+    """
+
+    @abstractmethod
+    def read(self, path: str) -> dict:
+        """Load `path` as a batch of one sample."""
+
+
+class InferenceWriter(ABC):
+    """Names and writes the output for one input.
+
+    ``output_name(path)`` is the output's path relative to the output directory (it may
+    contain sub-directories; two inputs must not share one). ``write(outputs,
+    input_path, out_path)`` writes the model's ``test_step`` outputs to exactly
+    `out_path`: the engine passes a temporary name that keeps the final name's
+    extensions and renames it afterwards, so a writer never handles atomicity itself.
+    """
+
+    @abstractmethod
+    def output_name(self, path: str) -> str:
+        """The output file name for input `path`, relative to the output directory."""
+
+    @abstractmethod
+    def write(self, outputs: Any, input_path: str, out_path: str) -> None:
+        """Write `outputs` (from ``model.test_step``) for `input_path` to `out_path`."""
+
+
+@dataclass
+class InferenceSummary:
+    """Counts for the inputs this rank handled. ``failures`` holds (input, error)."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    manifest_path: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.written + self.skipped + self.failed
+
+    @classmethod
+    def merge(cls, summaries: Sequence["InferenceSummary"]) -> "InferenceSummary":
+        """Combine per-rank summaries (elapsed time is the slowest rank's)."""
+        merged = cls(manifest_path=summaries[0].manifest_path if summaries else "")
+        for s in summaries:
+            merged.written += s.written
+            merged.skipped += s.skipped
+            merged.failed += s.failed
+            merged.elapsed_s = max(merged.elapsed_s, s.elapsed_s)
+            merged.failures.extend(s.failures)
+        return merged
+
+
+def temporary_path(out_path: str) -> str:
+    """Hidden sibling of `out_path` for writing: ``dir/.NAME.tmp-<pid>.EXT``.
+
+    All the final name's extensions are kept at the end (``x.nii.gz`` →
+    ``.x.tmp-42.nii.gz``) because many writers pick the format from them; the pid keeps
+    ranks that share an output directory apart.
+    """
+    directory, name = os.path.split(out_path)
+    head, dot, rest = name.partition(".")
+    return os.path.join(directory, f".{head}.tmp-{os.getpid()}{dot}{rest}")
+
+
+class BatchInferenceEngine:
+    """Run `model` over input files with a reader and a writer (see module docstring).
+
+    Args:
+        model: an mmengine ``BaseModel`` (anything with ``test_step(data)``), already
+            on its device with weights loaded. It runs in eval mode under ``no_grad``.
+        reader: an :class:`InferenceReader` (or anything with ``read``).
+        writer: an :class:`InferenceWriter` (or anything with ``output_name``/``write``).
+        out_dir: where outputs and the manifest go (created if missing).
+        manifest_name: the JSON-lines manifest's file name inside `out_dir`.
+        rank, world_size: this process's shard; default from ``mmengine.dist``.
+        show_progress: show a progress bar (only ever on rank 0).
+    """
+
+    def __init__(self, model: torch.nn.Module, reader: Any, writer: Any, out_dir: str,
+                 manifest_name: str = "manifest.jsonl", rank: Optional[int] = None,
+                 world_size: Optional[int] = None, show_progress: bool = True) -> None:
+        for obj, role, methods in ((reader, "reader", ("read",)),
+                                   (writer, "writer", ("output_name", "write"))):
+            lacking = [m for m in methods if not callable(getattr(obj, m, None))]
+            if lacking:
+                raise TypeError(f"The {role} {type(obj).__name__} has no method "
+                                f"{', '.join(lacking)}; see Inference{role.title()}.")
+        if not callable(getattr(model, "test_step", None)):
+            raise TypeError(f"The model {type(model).__name__} has no test_step(data); "
+                            "batch inference needs an mmengine BaseModel.")
+        dist_rank, dist_world = get_dist_info()
+        self.rank = dist_rank if rank is None else rank
+        self.world_size = dist_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
+        self.model, self.reader, self.writer = model, reader, writer
+        self.out_dir = os.path.abspath(out_dir)
+        self.manifest_path = os.path.join(self.out_dir, manifest_name)
+        self.show_progress = show_progress and self.rank == 0
+
+    # -- public -------------------------------------------------------------------------
+
+    def run(self, inputs: Sequence[str]) -> InferenceSummary:
+        """Process this rank's share of `inputs`; return its :class:`InferenceSummary`.
+
+        Raises:
+            OutputNameConflict: two inputs map to the same output name (checked over all
+                inputs, before anything runs, so every rank agrees).
+        """
+        inputs = [os.fspath(p) for p in inputs]
+        names = self._output_names(inputs)
+        mine = list(range(self.rank, len(inputs), self.world_size))
+        os.makedirs(self.out_dir, exist_ok=True)
+        summary = InferenceSummary(manifest_path=self.manifest_path)
+        start = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._progress(len(mine)) as advance:
+                for index in mine:
+                    record = self._process(inputs[index], names[index])
+                    self._append_manifest(record)
+                    setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
+                    if record["status"] == "failed":
+                        summary.failures.append((record["input"], record["error"]))
+                    advance()
+        finally:
+            self.model.train(was_training)
+        summary.elapsed_s = time.perf_counter() - start
+        print_log(f"Batch inference (rank {self.rank}/{self.world_size}): {summary.written} "
+                  f"written, {summary.skipped} skipped, {summary.failed} failed in "
+                  f"{summary.elapsed_s:.1f} s; manifest {self.manifest_path}", logger="current")
+        return summary
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _output_name(self, path: str) -> str:
+        """The writer's output name for `path`, checked to stay inside ``out_dir``."""
+        name = os.path.normpath(self.writer.output_name(path))
+        if os.path.isabs(name) or name == os.curdir or name.split(os.sep)[0] == os.pardir:
+            raise ValueError(f"{type(self.writer).__name__}.output_name({path!r}) gave "
+                             f"{name!r}, which is not a file name inside the output directory")
+        return name
+
+    def _output_names(self, inputs: Sequence[str]) -> list[Optional[str]]:
+        """Each input's output name; None where ``output_name`` raised (that input is
+        then recorded as failed when its rank reaches it)."""
+        names: list[Optional[str]] = []
+        seen: dict[str, str] = {}
+        for path in inputs:
+            try:
+                name = self._output_name(path)
+            except Exception:
+                names.append(None)
+                continue
+            if name in seen:
+                raise OutputNameConflict(f"Inputs {seen[name]} and {path} would both be written to "
+                                 f"{os.path.join(self.out_dir, name)}; give the inputs "
+                                 "distinct names or use a writer that keeps their folders.")
+            seen[name] = path
+            names.append(name)
+        return names
+
+    def _process(self, path: str, name: Optional[str]) -> dict:
+        """Read, predict and write one input; never raises for a bad input."""
+        start = time.perf_counter()
+        record: dict[str, Any] = dict(input=path, output=None, status="written", error=None,
+                                      rank=self.rank)
+        tmp: Optional[str] = None
+        try:
+            if name is None:
+                name = self._output_name(path)  # raises again, with its own message
+            out_path = os.path.join(self.out_dir, name)
+            record["output"] = out_path
+            if os.path.exists(out_path):
+                record["status"] = "skipped"
+            else:
+                data = self.reader.read(path)
+                outputs = self.model.test_step(data)
+                os.makedirs(os.path.dirname(out_path), exist_ok=True)
+                tmp = temporary_path(out_path)
+                self.writer.write(outputs, path, tmp)
+                if not os.path.exists(tmp):
+                    raise RuntimeError(f"{type(self.writer).__name__}.write did not create "
+                                       f"the file it was given ({tmp})")
+                os.replace(tmp, out_path)
+        except Exception as error:  # one bad input must not stop the batch
+            record["status"] = "failed"
+            record["error"] = f"{type(error).__name__}: {error}"[:2000]
+        finally:
+            # Also on KeyboardInterrupt: never leave a partial file behind.
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+        record["seconds"] = round(time.perf_counter() - start, 4)
+        return record
+
+    def _append_manifest(self, record: dict) -> None:
+        """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor,
+        so lines from ranks sharing the manifest never interleave."""
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _progress(self, total: int):
+        """A context yielding ``advance()``; a rich progress bar on rank 0 only."""
+        if not self.show_progress:
+            return nullcontext(lambda: None)
+        return _RichProgress(total, f"inference (rank {self.rank}/{self.world_size})")
+
+
+class _RichProgress:
+    """rich progress bar on stderr with count, elapsed time and ETA. On a non-terminal
+    (CI, pytest) rich draws nothing live and prints the final state once."""
+
+    def __init__(self, total: int, description: str) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(),
+                                  TextColumn("ETA"), TimeRemainingColumn(),
+                                  console=Console(stderr=True))
+        self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self):
+        self._progress.start()
+        return lambda: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.stop()
+
+
+# --- generic readers and writers -------------------------------------------------------
+
+@INFERENCE_IO.register_module()
+class TensorFileReader(InferenceReader):
+    """Reads a ``.npy`` array or a ``.pt`` tensor (``weights_only=True``) as one sample.
+
+    Returns ``dict(inputs=[tensor], data_samples=[BaseDataElement])``; the tensor keeps
+    the file's shape (e.g. ``(F,)`` or ``(C, H, W)``) and dtype unless `dtype` is given,
+    and the data sample's metainfo holds ``filename`` (base name), ``file_path`` and
+    ``shape``.
+    """
+
+    SUFFIXES = (".npy", ".pt", ".pth")
+
+    def __init__(self, dtype: Optional[str] = None) -> None:
+        self.dtype = getattr(torch, dtype) if dtype else None
+        if dtype and not isinstance(self.dtype, torch.dtype):
+            raise ValueError(f"TensorFileReader: dtype {dtype!r} is not a torch dtype name")
+
+    def read(self, path: str) -> dict:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in self.SUFFIXES:
+            raise ValueError(f"{path}: TensorFileReader reads {', '.join(self.SUFFIXES)} "
+                             f"files, not '{suffix or '(no extension)'}'")
+        try:
+            if suffix == ".npy":
+                # allow_pickle=False: an .npy holding objects could run code.
+                tensor = torch.from_numpy(np.load(path, allow_pickle=False))
+            else:
+                tensor = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such input file") from None
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
+            if not isinstance(error, ValueError):  # the type says what went wrong
+                reason = f"{type(error).__name__}: {reason}"
+            raise ValueError(f"{path}: cannot read as {suffix}: {reason}") from None
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{path}: expected a tensor, found a {type(tensor).__name__}")
+        if self.dtype is not None:
+            tensor = tensor.to(self.dtype)
+        sample = BaseDataElement(metainfo=dict(filename=os.path.basename(path),
+                                               file_path=path, shape=tuple(tensor.shape)))
+        return dict(inputs=[tensor], data_samples=[sample])
+
+
+def to_jsonable(value: Any) -> Any:
+    """Tensors, numpy arrays/scalars, data elements and containers as JSON values."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, BaseDataElement):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+@INFERENCE_IO.register_module()
+class JsonPredictionWriter(InferenceWriter):
+    """Writes ``{"input": PATH, "predictions": [...]}`` to ``<input stem><suffix>``.
+
+    `predictions` is the model's ``test_step`` output (a list, one entry per sample)
+    with tensors and numpy values turned into (nested) lists.
+    """
+
+    def __init__(self, suffix: str = ".json", indent: Optional[int] = None) -> None:
+        self.suffix, self.indent = suffix, indent
+
+    def output_name(self, path: str) -> str:
+        return os.path.splitext(os.path.basename(path))[0] + self.suffix
+
+    def write(self, outputs: Any, input_path: str, out_path: str) -> None:
+        text = json.dumps(dict(input=input_path, predictions=to_jsonable(outputs)),
+                          indent=self.indent)
+        with open(out_path, "w", encoding="utf-8") as f:
+            f.write(text)

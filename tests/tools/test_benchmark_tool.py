@@ -1,0 +1,25 @@
+"""tools/benchmark.py runs every ops case (tiny sizes here) and writes a JSON table."""
+import json
+
+from tests.fixtures.tools import run_tool
+
+
+def test_ops_benchmark_smoke_runs_every_case_against_its_reference(tmp_path):
+    out = tmp_path / "ops.json"
+    proc = run_tool("tools/benchmark.py", "ops", "--scale", "smoke", "--repeats", "1",
+                    "--threads", "1", "--out", out, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    result = json.loads(out.read_text())
+    cases = {row["case"] for row in result["rows"]}
+    assert {"voxelize_hard", "sampled_attention", "window_attention_9x9",
+            "bev_iou_rotated"} <= cases
+    for row in result["rows"]:
+        assert "median_s" in row["ours"], row
+        assert "median_s" in row["reference"], row
+        assert row["speedup"] > 0
+    assert "speed x" in proc.stdout and str(out) in proc.stdout
+
+
+def test_unknown_case_is_rejected_with_the_known_names():
+    proc = run_tool("tools/benchmark.py", "ops", "--cases", "nope", "--scale", "smoke")
+    assert proc.returncode != 0 and "known:" in proc.stderr

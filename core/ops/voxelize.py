@@ -303,15 +303,13 @@ class Voxelization(nn.Module):
         max_voxels: ``(train, test)`` caps on the voxel count, or one int for both.
         deterministic: accepted for config compatibility with mmcv, where it picks a
             slower deterministic CUDA kernel; this implementation is always
-            deterministic, so only ``True`` is allowed.
+            deterministic, so ``False`` (allowed nondeterminism) changes nothing.
     """
 
     def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float],
                  max_num_points: int, max_voxels: Union[int, Sequence[int]] = 20000,
                  deterministic: bool = True) -> None:
         super().__init__()
-        if not deterministic:
-            raise ValueError("Voxelization is always deterministic; pass deterministic=True")
         self.voxel_size = [float(v) for v in voxel_size]
         self.point_cloud_range = [float(v) for v in point_cloud_range]
         self.max_num_points = int(max_num_points)

@@ -204,8 +204,15 @@ def test_voxelization_module_in_dynamic_mode_returns_point_coords():
     pts = torch.rand(50, 4) * 4
     layer = Voxelization(VOXEL, RANGE, max_num_points=-1)
     torch.testing.assert_close(layer(pts), voxelize_dynamic(pts, VOXEL, RANGE))
-    with pytest.raises(ValueError, match="deterministic"):
-        Voxelization(VOXEL, RANGE, 5, deterministic=False)
+
+
+
+def test_voxelization_accepts_mmcv_nondeterministic_flag_and_stays_deterministic():
+    pts = torch.rand(300, 4) * 4
+    exact = Voxelization(VOXEL, RANGE, 2, max_voxels=20)(pts)
+    relaxed = Voxelization(VOXEL, RANGE, 2, max_voxels=20, deterministic=False)(pts)
+    for a, b in zip(exact, relaxed):
+        assert torch.equal(a, b)
 
 
 def test_grid_size_of_nuscenes_settings():

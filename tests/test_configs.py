@@ -1,0 +1,21 @@
+"""Every config under configs/ loads, and inherits the shared runtime."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_config_loads_with_the_interlace_scope(path):
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == "interlace"
+
+
+def test_toy_config_inherits_and_overrides_the_runtime():
+    cfg = Config.fromfile(str(ROOT / "tests/fixtures/toy_config.py"))
+    assert cfg.default_hooks.timer.type == "IterTimerHook"          # inherited
+    assert cfg.default_hooks.logger.interval == 2                   # overridden
+    assert cfg.env_cfg.dist_cfg.backend == "gloo"

@@ -22,9 +22,8 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
-from interlace.core.engine.cli import LAUNCHERS, ToolError, load_config, run_cli, setup_distributed
+from interlace.core.engine.cli import (ToolError, add_run_arguments, load_config,
+                                       parse_run_arguments, run_cli, setup_distributed)
 
 _GLOB_CHARS = set("*?[")
 _MAX_FAILURES_SHOWN = 20
@@ -44,16 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="manifest file name inside --out (default: manifest.jsonl)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
-                        help="override config entries, e.g. infer_cfg.reader.dtype=float32")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
-                        help="job launcher; with several processes each takes every "
-                             "world_size-th input")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    if "LOCAL_RANK" not in os.environ:
-        os.environ["LOCAL_RANK"] = str(args.local_rank)
-    return args
+    add_run_arguments(parser, "inference (each process takes every world_size-th input)")
+    return parse_run_arguments(parser, argv)
 
 
 def _list_file(spec: str) -> list[str]:

@@ -12,10 +12,10 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from interlace.core.engine.cli import (LAUNCHERS, ToolError, build_runner, load_config,
-                                       run_cli, setup_distributed)
+from interlace.core.engine.cli import (ToolError, add_run_arguments, build_runner, load_config,
+                                       parse_run_arguments, run_cli, setup_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,15 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="only write the results in the official format (e.g. for a "
                              "test-server submission); compute no scores")
     parser.add_argument("--show-dir", help="write visualisations of the predictions here")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
-                        help="override config entries, e.g. test_dataloader.batch_size=1")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
-                        help="job launcher for multi-process testing")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    if "LOCAL_RANK" not in os.environ:
-        os.environ["LOCAL_RANK"] = str(args.local_rank)
-    return args
+    add_run_arguments(parser, "testing")
+    return parse_run_arguments(parser, argv)
 
 
 def set_format_only(cfg: Config) -> None:

@@ -11,10 +11,9 @@ import argparse
 import os
 import sys
 
-from mmengine.config import DictAction
-
-from interlace.core.engine.cli import (LAUNCHERS, apply_resume, build_runner, enable_amp,
-                                       load_config, run_cli, setup_distributed)
+from interlace.core.engine.cli import (add_run_arguments, apply_resume, build_runner,
+                                       enable_amp, load_config, parse_run_arguments, run_cli,
+                                       setup_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,16 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", nargs="?", type=str, const="auto",
                         help="resume from CKPT, or with no value from the latest "
                              "checkpoint in the work dir")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
-                        help="override config entries, e.g. train_cfg.max_epochs=2 "
-                             "optim_wrapper.optimizer.lr=1e-4")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
-                        help="job launcher for multi-process training")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    if "LOCAL_RANK" not in os.environ:
-        os.environ["LOCAL_RANK"] = str(args.local_rank)
-    return args
+    add_run_arguments(parser, "training")
+    return parse_run_arguments(parser, argv)
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,7 @@ and turning known errors into one readable line instead of a traceback.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import os.path as osp
@@ -11,7 +12,7 @@ import sys
 from typing import Callable, Optional
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 
@@ -22,6 +23,25 @@ LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
 class ToolError(ValueError):
     """A command-line request that cannot be carried out; `run_cli` prints it in one line."""
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options every tool shares: ``--cfg-options``, ``--launcher``, ``--local-rank``."""
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config entries, e.g. train_cfg.max_epochs=2 "
+                             "test_dataloader.batch_size=1")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="none",
+                        help=f"job launcher for multi-process {what}")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, and export ``LOCAL_RANK`` for launchers (torch.distributed.launch) that pass
+    it as an argument instead of an environment variable."""
+    args = parser.parse_args(argv)
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    return args
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,

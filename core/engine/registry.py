@@ -21,13 +21,13 @@ SCOPE = "interlace"
 
 # Modules imported the first time a registry is queried under the `interlace` scope.
 _LOCATIONS: dict[str, list[str]] = {
-    "model": ["interlace.core.ops", "interlace.core.engine"],
+    "model": ["interlace.core.ops", "interlace.core.interaction", "interlace.core.engine"],
     "dataset": ["interlace.core.engine"],
     "transform": ["interlace.core.engine"],
     "metric": ["interlace.core.engine"],
     "hook": ["interlace.core.engine"],
     "data sampler": ["interlace.core.engine"],
-    "task util": ["interlace.core.engine"],
+    "task util": ["interlace.core.interaction", "interlace.core.engine"],
     "visualizer": ["interlace.core.engine"],
     "inference io": ["interlace.core.engine"],
 }

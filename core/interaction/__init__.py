@@ -2,4 +2,8 @@
 modalities: streams, correspondences, the DualStreamEncoder and the
 PredictiveInteractionDecoder."""
 from .correspondence import Correspondence, Footprint, RayLayout  # noqa: F401
+from .dense_correspondence import DenseCorrespondence  # noqa: F401
+from .grid_correspondence import GridCorrespondence  # noqa: F401
+from .projection_correspondence import ProjectionCorrespondence  # noqa: F401
+from .projection_geometry import densify_depth, project_points, unproject_pixels  # noqa: F401
 from .streams import Gathered, StreamFeatures  # noqa: F401

@@ -6,6 +6,7 @@ Examples:
   python tools/benchmark.py ops --cases voxelize_hard window_attention_9x9
   python tools/benchmark.py ops --scale smoke          # tiny sizes, checks that all cases run
   python tools/benchmark.py ops --no-reference --repeats 5
+  python tools/benchmark.py interaction                # encoder/decoder at DeepInteraction++ scale
 
 Each implementation runs in its own child process so that its peak memory is its own:
 the child builds the inputs, resets the kernel's peak-RSS mark (Linux
@@ -34,7 +35,8 @@ sys.path.insert(0, str(HERE))
 LONG_RUN_S = 5.0
 
 # Benchmark groups: name -> modules under tools/benchmarks/ that define CASES.
-GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchmarks.ops_boxes"]}
+GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchmarks.ops_boxes"],
+          "interaction": ["benchmarks.interaction"]}
 
 
 def load_cases(group: str) -> dict:

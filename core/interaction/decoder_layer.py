@@ -24,7 +24,6 @@ The footprint features come in one of two forms:
 """
 from __future__ import annotations
 
-import math
 from typing import Union
 
 import torch
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 
 from interlace.core.engine.registry import MODELS
 
+from .segment_attention import segment_attention
 from .streams import Gathered
 
 __all__ = ["PredictiveInteractionDecoderLayer", "pair_slots"]
@@ -60,28 +60,6 @@ def pair_slots(gathered: Gathered, samples_per_view: int) -> tuple[Tensor, Tenso
     slot = torch.empty_like(order)
     slot[order] = rank_sorted % samples_per_view
     return slot, counts // samples_per_view
-
-
-def _pair_attention(query: Tensor, key: Tensor, value: Tensor, segment: Tensor) -> Tensor:
-    """Softmax attention of each query over its own pairs.
-
-    Args:
-        query: (M, h, d); key: (P, h, d); value: (P, h, dv); segment: (P,) long, the query
-            of each pair.
-
-    Returns:
-        (M, h, dv); queries with no pairs get zeros.
-    """
-    logits = (query[segment] * key).sum(-1) / math.sqrt(query.shape[-1])  # (P, h)
-    # Per-query max for a stable exp; detached because softmax does not depend on it.
-    peak = torch.full(query.shape[:2], float("-inf"), dtype=logits.dtype, device=logits.device)
-    peak = peak.scatter_reduce(0, segment.unsqueeze(-1).expand_as(logits), logits.detach(),
-                               reduce="amax", include_self=True)
-    weights = torch.exp(logits - peak[segment])
-    denom = logits.new_zeros(query.shape[:2]).index_add_(0, segment, weights)
-    out = value.new_zeros(*query.shape[:2], value.shape[-1])
-    out = out.index_add_(0, segment, weights.unsqueeze(-1) * value)
-    return out / denom.clamp_min(1e-12).unsqueeze(-1)
 
 
 class _DynamicConv(nn.Module):
@@ -171,7 +149,7 @@ class PredictiveInteractionDecoderLayer(nn.Module):
         q = self.q_proj(query + pos).view(-1, h, d)
         k = self.k_proj(values + self.slot_embed(slot)).view(-1, h, d)
         v = self.v_proj(values).view(-1, h, d)
-        return self.o_proj(_pair_attention(q, k, v, segment).reshape(-1, self.embed_dims))
+        return self.o_proj(segment_attention(q, k, v, segment).reshape(-1, self.embed_dims))
 
     def _update_pairs(self, query: Tensor, pos: Tensor, gathered: Gathered) -> tuple[Tensor, Tensor]:
         """query, pos (B*Q, C) -> update (B*Q, C) (zeros where unseen), seen (B*Q,)."""

@@ -86,6 +86,7 @@ def bilinear_splat(values: Tensor, points: Tensor, valid: Tensor, height: int, w
         point lands.
     """
     batch, num_points, channels = values.shape
+    dtype = values.dtype
     points = torch.where(valid.unsqueeze(-1), points, torch.full_like(points, 0.5))
     px = points[..., 0] * width - 0.5
     py = points[..., 1] * height - 0.5
@@ -93,17 +94,21 @@ def bilinear_splat(values: Tensor, points: Tensor, valid: Tensor, height: int, w
     fx, fy = px - x0, py - y0
     x0, y0 = x0.long(), y0.long()
     base = torch.arange(batch, device=values.device).view(batch, 1) * (height * width)
-    acc = values.new_zeros(batch * height * width, channels)
-    total = values.new_zeros(batch * height * width)
+    # Accumulate in float32: under bf16 autocast the weights are float32 and many rays
+    # may add into one cell.
+    work = torch.promote_types(dtype, torch.float32)
+    acc = values.new_zeros(batch * height * width, channels, dtype=work)
+    total = values.new_zeros(batch * height * width, dtype=work)
+    values = values.to(work)
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = x0 + dx, y0 + dy
             inside = valid & (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-            weight = (wx * wy).masked_fill(~inside, 0.0)  # (B, P)
+            weight = (wx * wy).masked_fill(~inside, 0.0).to(work)  # (B, P)
             flat = (base + yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).flatten()
             acc = acc.index_add(0, flat, (values * weight.unsqueeze(-1)).flatten(0, 1))
             total = total.index_add(0, flat, weight.flatten())
-    out = acc / total.clamp_min(min_weight).unsqueeze(-1)
+    out = (acc / total.clamp_min(min_weight).unsqueeze(-1)).to(dtype)
     return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 

@@ -57,7 +57,10 @@ def segment_attention(query: Tensor, key: Tensor, value: Tensor, segment: Tensor
     scale = dims ** -0.5 if scale is None else scale
     segment = segment.long()
 
-    logits = (query.index_select(0, segment) * key).sum(-1) * scale  # (P, heads)
+    # Softmax statistics in float32 whatever the input precision (bf16 autocast gives
+    # bf16 projections): sums over many pairs lose too much in 8 mantissa bits.
+    work = torch.promote_types(torch.promote_types(query.dtype, value.dtype), torch.float32)
+    logits = (query.index_select(0, segment).to(work) * key.to(work)).sum(-1) * scale  # (P, heads)
     # The per-segment maximum is only a shift that keeps exp() in range; softmax does not
     # depend on it, so it is detached (its gradient would be zero anyway, up to ties).
     # Empty segments keep -inf here, but no pair ever reads them back.
@@ -69,8 +72,8 @@ def segment_attention(query: Tensor, key: Tensor, value: Tensor, segment: Tensor
     # maximum, so the denominators that are read back are >= 1.
     denominator = logits.new_zeros(num_queries, heads).index_add(0, segment, weights)
     probs = weights / denominator.index_select(0, segment)
-    out = value.new_zeros(num_queries, heads, value.shape[-1])
-    return out.index_add(0, segment, probs.unsqueeze(-1) * value)
+    out = value.new_zeros(num_queries, heads, value.shape[-1], dtype=work)
+    return out.index_add(0, segment, probs.unsqueeze(-1) * value.to(work)).to(value.dtype)
 
 
 def segment_attention_dense(query: Tensor, key: Tensor, value: Tensor, segment: Tensor,

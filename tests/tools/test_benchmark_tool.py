@@ -23,3 +23,17 @@ def test_ops_benchmark_smoke_runs_every_case_against_its_reference(tmp_path):
 def test_unknown_case_is_rejected_with_the_known_names():
     proc = run_tool("tools/benchmark.py", "ops", "--cases", "nope", "--scale", "smoke")
     assert proc.returncode != 0 and "known:" in proc.stderr
+
+
+def test_interaction_benchmark_smoke_runs_fp32_and_bf16_forward_and_backward(tmp_path):
+    out = tmp_path / "interaction.json"
+    proc = run_tool("tools/benchmark.py", "interaction", "--scale", "smoke", "--repeats", "1",
+                    "--threads", "1", "--out", out, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}
+    for component in ("encoder", "decoder"):
+        for mode in ("fwd", "fwd_bwd"):
+            for dtype in ("fp32", "bf16"):
+                assert "median_s" in rows[f"{component}_{mode}_{dtype}"]["ours"]
+    for size in ("20k", "80k"):
+        assert rows[f"alignment_{size}"]["speedup"] > 0

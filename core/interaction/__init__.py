@@ -3,8 +3,8 @@ modalities: streams, correspondences, the DualStreamEncoder and the
 PredictiveInteractionDecoder."""
 from .correspondence import Correspondence, Footprint, RayLayout  # noqa: F401
 from .encoder import DualStreamEncoder  # noqa: F401
-from .encoder_layer import (DualStreamEncoderLayer, PooledSpreading, RaySpreading,  # noqa: F401
-                            bilinear_splat)
+from .encoder_layer import DualStreamEncoderLayer  # noqa: F401
+from .spreading import PooledSpreading, RaySpreading, bilinear_splat  # noqa: F401
 from .segment_attention import SampledCrossAttention, segment_attention  # noqa: F401
 from .decoder import DecoderOutput, PredictiveInteractionDecoder  # noqa: F401
 from .decoder_layer import PredictiveInteractionDecoderLayer  # noqa: F401

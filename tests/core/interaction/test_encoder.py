@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from interlace.core.engine.registry import MODELS
 from interlace.core.interaction.correspondence import Correspondence, RayLayout
 from interlace.core.interaction.encoder import DualStreamEncoder
-from interlace.core.interaction.encoder_layer import DualStreamEncoderLayer, RaySpreading
+from interlace.core.interaction.encoder_layer import DualStreamEncoderLayer
+from interlace.core.interaction.spreading import RaySpreading
 from interlace.core.interaction.streams import Gathered, StreamFeatures
 
 C, HEADS = 16, 4

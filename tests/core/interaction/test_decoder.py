@@ -139,6 +139,7 @@ def test_decoder_refines_positions_on_toy_problem():
     with torch.no_grad():
         errors, initial = run(64)
     errors = [float(e) for e in errors]
+    print(f"toy refinement: initial {float(initial):.3f} cells, per layer {[round(e, 3) for e in errors]}")
     assert float(initial) > 1.0, errors  # queries start 1-2 cells off
     assert errors[-1] < 0.3 * float(initial), errors
     # Deeper is better on average: the last layer beats the first, and so do the later

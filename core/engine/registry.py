@@ -3,7 +3,9 @@
 A config names a type (``dict(type='DualStreamEncoder', ...)``) and, with
 ``default_scope='interlace'``, mmengine finds it here. ``locations`` lists the modules
 whose import registers the types, so a config never needs ``custom_imports`` for
-Interlace's own components. A domain issue appends its packages to ``_LOCATIONS``.
+Interlace's own components. Core lists only core modules; the domains add theirs with
+:func:`add_locations` from ``interlace.registry`` (outside core, which never names a
+domain).
 
 An unknown type raises :class:`UnknownTypeError`, naming the type, the registry and
 its scope, and suggesting close names from every scope.
@@ -145,6 +147,17 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
+def add_locations(registry_name: str, modules: list[str]) -> None:
+    """Add modules (e.g. a domain's package) whose import registers types in the registry
+    named `registry_name` ("model", "dataset", ...). Safe to call after the registry was
+    first queried: it is marked for re-import."""
+    registry = REGISTRIES[registry_name]
+    for module in modules:
+        if module not in registry._locations:
+            registry._locations.append(module)
+            registry._imported = False
+
+
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Import every module that registers Interlace types and, optionally, make
     `interlace` the default scope (as ``mmdet3d.utils.register_all_modules`` does)."""
@@ -152,7 +165,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
 
     from mmengine.registry import DefaultScope
 
-    for module in sorted({m for mods in _LOCATIONS.values() for m in mods}):
+    import interlace.registry  # noqa: F401  adds the domains' locations
+
+    for module in sorted({m for r in REGISTRIES.values() for m in r._locations}):
         importlib.import_module(module)
     if init_default_scope:
         current = DefaultScope.get_current_instance()

@@ -2,4 +2,13 @@
 (as it imports `mmdet3d.registry`). The registries themselves live in
 `interlace.core.engine.registry`."""
 from interlace.core.engine.registry import *  # noqa: F401,F403
-from interlace.core.engine.registry import register_all_modules  # noqa: F401
+from interlace.core.engine.registry import add_locations, register_all_modules  # noqa: F401
+
+# Where each domain registers its types (core never names a domain). mmengine imports
+# this module for the default scope `interlace`, so configs find them by name.
+DOMAIN_LOCATIONS = {
+    "dataset": ["interlace.domains.medical.data"],
+    "transform": ["interlace.domains.medical.data"],
+}
+for _registry_name, _modules in DOMAIN_LOCATIONS.items():
+    add_locations(_registry_name, _modules)

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IGNORED = shutil.ignore_patterns(".venv", ".git", "work_dirs", "build", "dist", "*.egg-info",
-                                 "__pycache__", "data", ".pytest_cache")
+_IGNORED_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+_IGNORED_AT_ROOT = {".venv", ".git", "work_dirs", "build", "dist", "data"}
+
+
+def IGNORED(directory: str, names: list[str]) -> set[str]:
+    """Skip build and data folders at the root only (domains have `data/` packages)."""
+    skipped = set(_IGNORED_ANYWHERE(directory, names))
+    if Path(directory).resolve() == ROOT:
+        skipped |= _IGNORED_AT_ROOT & set(names)
+    return skipped
 
 
 def _source_packages() -> set[str]:
@@ -61,3 +69,24 @@ def test_wheel_metadata_declares_dependencies_and_extras(wheel):
         assert f"Requires-Dist: {requirement}" in text
     assert "Provides-Extra: test" in text and "Provides-Extra: mmdet3d" in text
     assert "numpy<2" in text.replace(" ", "").replace(">=1.24,", "")
+
+
+def test_core_never_imports_domains():
+    """DESIGN.md: `core/` is generic; domains plug into it, never the other way round.
+    Checks imports and module-name strings (registry locations), not prose."""
+    import ast
+
+    offenders = []
+    for py in (ROOT / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]
+            for name in names:
+                if name.startswith(("interlace.domains", "domains")) or "...domains" in name:
+                    offenders.append(f"{py.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert not offenders, "core/ names a domain:\n" + "\n".join(offenders)

@@ -1,0 +1,1 @@
+"""Medical domain: chest X-ray images paired with radiology reports (MGCA-style data)."""

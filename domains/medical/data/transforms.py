@@ -1,0 +1,221 @@
+"""Chest X-ray image transforms: MONAI dict transforms behind registered names.
+
+Each class is a small callable on a sample dict, so an mmengine pipeline config can name
+it (``dict(type='LoadCxrImaged')``) and MONAI does the work: ``LoadImaged`` with
+``PILReader`` / ``PydicomReader`` for I/O, ``Resized(size_mode='longest')`` +
+``SpatialPadd`` for MGCA's aspect-preserving resize with zero padding,
+``RandSpatialCropd`` / ``CenterSpatialCropd`` for the crop, ``ScaleIntensityRanged`` +
+``NormalizeIntensityd`` for mean 0.5 / std 0.5 on [0, 1] intensities.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pydicom
+import torch
+from monai.data import PILReader, PydicomReader
+from monai.transforms import (CenterSpatialCropd, Compose, EnsureTyped, LoadImaged,
+                              NormalizeIntensityd, RandSpatialCropd, Resized,
+                              ScaleIntensityRanged, SpatialPadd)
+from monai.transforms import Randomizable
+from PIL import Image
+
+from interlace.core.engine.registry import TRANSFORMS
+
+__all__ = ["ImageLoadError", "CxrCompose", "LoadCxrImaged", "ResizeLongestPadd", "CxrCropd",
+           "CxrNormalized", "build_cxr_transforms", "DICOM_SUFFIXES"]
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+class ImageLoadError(OSError):
+    """An image file that cannot be decoded; the message names the file and why."""
+
+
+@contextlib.contextmanager
+def _quiet_optional_readers() -> Iterator[None]:
+    """LoadImage instantiates every reader MONAI knows; the optional GPU DICOM decoder
+    (nvImageCodec) warns on each construction on machines without it. That says nothing
+    about the file being read, so it is silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+        yield
+
+
+def _to_grayscale(image: Image.Image) -> Image.Image:
+    # Module-level (not a lambda) so the reader pickles into DataLoader workers.
+    return image.convert("L")
+
+
+@TRANSFORMS.register_module()
+class LoadCxrImaged:
+    """Load a JPG / PNG / DICOM chest X-ray as a (1, H, W) float32 grayscale image.
+
+    Args:
+        path_key: the sample key holding the file path (kept in the output).
+        image_key: the key the image is written to.
+
+    Rows stay first (``reverse_indexing=False`` / ``swap_ij=False``) so the array has
+    the usual (H, W) orientation of the picture, the same for JPG and DICOM.
+    Raises :class:`ImageLoadError` naming the file when it is missing, truncated,
+    or (DICOM) has no pixel data.
+    """
+
+    def __init__(self, path_key: str = "img_path", image_key: str = "img") -> None:
+        self.path_key, self.image_key = path_key, image_key
+        with _quiet_optional_readers():
+            self._pil = LoadImaged(keys=image_key, image_only=True,
+                                   ensure_channel_first=True,
+                                   reader=PILReader(converter=_to_grayscale,
+                                                    reverse_indexing=False))
+        self._dicom: LoadImaged | None = None  # built on first DICOM: its reader is noisy
+
+    def _dicom_loader(self, path: Path) -> LoadImaged:
+        # MONAI's message for a pixel-less DICOM does not say so; check the header first
+        # (defer_size keeps the pixel bytes unread).
+        try:
+            header = pydicom.dcmread(path, defer_size="1 KB")
+        except Exception as error:
+            raise ImageLoadError(f"{path}: not a readable DICOM file ({error})") from error
+        if not any(tag in header for tag in ("PixelData", "FloatPixelData",
+                                              "DoubleFloatPixelData")):
+            raise ImageLoadError(f"{path}: DICOM has no pixel data (no PixelData element)")
+        if self._dicom is None:
+            with _quiet_optional_readers():
+                self._dicom = LoadImaged(keys=self.image_key, image_only=True,
+                                         ensure_channel_first=True,
+                                         reader=PydicomReader(swap_ij=False))
+        return self._dicom
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        path = Path(sample[self.path_key])
+        if not path.is_file():
+            raise ImageLoadError(f"{path}: image file does not exist")
+        is_dicom = path.suffix.lower() in DICOM_SUFFIXES
+        loader = self._dicom_loader(path) if is_dicom else self._pil
+        out = dict(sample)
+        out[self.image_key] = str(path)
+        try:
+            out = loader(out)
+        except Exception as error:  # MONAI/PIL/pydicom raise many types; name the file
+            raise ImageLoadError(f"{path}: cannot read image ({_reason(error)})") from error
+        image = out[self.image_key]
+        if image.ndim == 4 and image.shape[-1] == 1:  # single-frame DICOM read as 3D
+            image = image[..., 0]
+        if image.ndim != 3 or image.shape[0] != 1:
+            raise ImageLoadError(f"{path}: expected one grayscale 2D image, got shape "
+                                 f"{tuple(image.shape)}")
+        out[self.image_key] = image
+        return out
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost message (MONAI wraps reader errors in RuntimeError chains)."""
+    messages = []
+    while error is not None:
+        messages.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    text = messages[-1]
+    return text
+
+
+@TRANSFORMS.register_module()
+class ResizeLongestPadd:
+    """Resize the long side to ``size`` keeping the aspect ratio, then zero-pad to square.
+
+    MGCA resizes to 256 this way; stretching would change the heart-to-thorax ratio
+    that cardiomegaly is read from.
+    """
+
+    def __init__(self, keys: str | list[str] = "img", size: int = 256) -> None:
+        self._resize = Resized(keys=keys, spatial_size=size, size_mode="longest",
+                               mode="area")
+        self._pad = SpatialPadd(keys=keys, spatial_size=(size, size), method="symmetric",
+                                mode="constant", value=0)
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        return self._pad(self._resize(dict(sample)))
+
+
+@TRANSFORMS.register_module()
+class CxrCropd(Randomizable):
+    """Random ``size`` crop for training, centre crop for evaluation (deterministic)."""
+
+    def __init__(self, keys: str | list[str] = "img", size: int = 224,
+                 random: bool = True) -> None:
+        self.random = random
+        self._crop = (RandSpatialCropd(keys=keys, roi_size=(size, size), random_size=False)
+                      if random else CenterSpatialCropd(keys=keys, roi_size=(size, size)))
+
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> "CxrCropd":
+        if self.random:
+            self._crop.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:  # the wrapped crop draws its own
+        pass
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        return self._crop(dict(sample))
+
+
+@TRANSFORMS.register_module()
+class CxrNormalized:
+    """Map intensities ``[0, max_value]`` to [0, 1], then to ``(x - mean) / std``.
+
+    ``max_value`` is 255 for 8-bit JPG/PNG (MIMIC-CXR-JPG); 12-bit DICOM needs 4095.
+    Fixed bounds (not per-image min/max) keep a uniformly bright image bright.
+    Returns a plain ``torch.Tensor`` (no MONAI metadata) so default collation works.
+    """
+
+    def __init__(self, keys: str | list[str] = "img", max_value: float = 255.0,
+                 mean: float = 0.5, std: float = 0.5) -> None:
+        self._scale = ScaleIntensityRanged(keys=keys, a_min=0.0, a_max=max_value,
+                                           b_min=0.0, b_max=1.0, clip=True)
+        self._normalise = NormalizeIntensityd(keys=keys, subtrahend=mean, divisor=std)
+        self._plain = EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32,
+                                  track_meta=False)
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        return self._plain(self._normalise(self._scale(dict(sample))))
+
+
+class CxrCompose(Compose):
+    """MONAI ``Compose`` that lets :class:`ImageLoadError` through unwrapped.
+
+    MONAI re-raises every failure as ``RuntimeError("applying transform ...")``, which
+    hides the file name one level down and defeats ``except ImageLoadError`` in the
+    dataset's skip-and-count logic.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except RuntimeError as error:
+            cause: BaseException | None = error
+            while cause is not None and not isinstance(cause, ImageLoadError):
+                cause = cause.__cause__
+            if cause is None:
+                raise
+            raise cause from None
+
+
+def build_cxr_transforms(train: bool, *, image_size: int = 256, crop_size: int = 224,
+                         max_value: float = 255.0, path_key: str = "img_path",
+                         image_key: str = "img") -> CxrCompose:
+    """MGCA's image pipeline: load, resize long side + pad, crop, normalise.
+
+    Output ``sample[image_key]``: float32 tensor (1, crop_size, crop_size). Padding is
+    applied before normalisation, so padded borders read as intensity 0 (-1 after it).
+    """
+    return CxrCompose([
+        LoadCxrImaged(path_key=path_key, image_key=image_key),
+        ResizeLongestPadd(keys=image_key, size=image_size),
+        CxrCropd(keys=image_key, size=crop_size, random=train),
+        CxrNormalized(keys=image_key, max_value=max_value),
+    ])

@@ -9,6 +9,9 @@ from interlace.core.engine.registry import add_locations, register_all_modules  
 DOMAIN_LOCATIONS = {
     "dataset": ["interlace.domains.medical.data"],
     "transform": ["interlace.domains.medical.data"],
+    "model": ["interlace.domains.medical.models"],
+    "hook": ["interlace.domains.medical.models"],
+    "function": ["interlace.domains.medical.models"],
 }
 for _registry_name, _modules in DOMAIN_LOCATIONS.items():
     add_locations(_registry_name, _modules)

@@ -7,6 +7,7 @@ Examples:
   python tools/benchmark.py ops --scale smoke          # tiny sizes, checks that all cases run
   python tools/benchmark.py ops --no-reference --repeats 5
   python tools/benchmark.py interaction                # encoder/decoder at DeepInteraction++ scale
+  python tools/benchmark.py medical                    # MGCA training step and feature extraction
 
 Each implementation runs in its own child process so that its peak memory is its own:
 the child builds the inputs, resets the kernel's peak-RSS mark (Linux
@@ -36,7 +37,8 @@ LONG_RUN_S = 5.0
 
 # Benchmark groups: name -> modules under tools/benchmarks/ that define CASES.
 GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchmarks.ops_boxes"],
-          "interaction": ["benchmarks.interaction"]}
+          "interaction": ["benchmarks.interaction"],
+          "medical": ["benchmarks.medical"]}
 
 
 def load_cases(group: str) -> dict:

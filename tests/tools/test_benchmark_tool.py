@@ -37,3 +37,14 @@ def test_interaction_benchmark_smoke_runs_fp32_and_bf16_forward_and_backward(tmp
                 assert "median_s" in rows[f"{component}_{mode}_{dtype}"]["ours"]
     for size in ("20k", "80k"):
         assert rows[f"alignment_{size}"]["speedup"] > 0
+
+
+def test_medical_benchmark_smoke_runs_every_case(tmp_path):
+    out = tmp_path / "medical.json"
+    proc = run_tool("tools/benchmark.py", "medical", "--scale", "smoke", "--repeats", "1",
+                    "--threads", "1", "--out", out, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"mgca_train_step_resnet50", "mgca_train_step_vitb16",
+                         "linear_probe_extract_resnet50"}
+    assert all("median_s" in row["ours"] for row in rows.values())

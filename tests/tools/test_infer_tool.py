@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from interlace.core.engine.cli import ToolError, run_cli
+from tests.fixtures.tools import run_tool
 from tests.fixtures.toy import FEATURES, ToyRegressor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,10 +22,7 @@ CONFIG = "tests/fixtures/toy_config.py"
 
 
 def _run(*args, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("INTERLACE_DEBUG", None)
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_tool("tools/infer.py", *args, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.tools import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "linear_probe.py"
@@ -16,10 +16,7 @@ CONFIG = "configs/medical/mgca_resnet18_synthetic_tiny.py"
 
 
 def _run(*args, timeout: int = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("INTERLACE_DEBUG", None)
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_tool("tools/linear_probe.py", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

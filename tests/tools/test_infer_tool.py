@@ -1,7 +1,6 @@
 """tools/infer.py: end to end in a subprocess, plus its input expansion and error paths."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,11 +12,9 @@ import pytest
 import torch
 
 from interlace.core.engine.cli import ToolError, run_cli
-from tests.fixtures.tools import run_tool
+from tests.fixtures.tools import load_tool, run_tool
 from tests.fixtures.toy import FEATURES, ToyRegressor
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "infer.py"
 CONFIG = "tests/fixtures/toy_config.py"
 
 
@@ -33,10 +30,7 @@ def _restore_local_rank(monkeypatch):
 
 @pytest.fixture(scope="module")
 def infer_tool():
-    spec = importlib.util.spec_from_file_location("infer_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("infer")
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,16 @@
 """`tools/make_synthetic.py medical`: layout as published, deterministic, fast."""
 import csv
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from interlace.domains.medical.data.synthetic import CHEXPERT_CSV, METADATA_CSV, NEGBIO_CSV
-
-TOOL = Path(__file__).resolve().parents[4] / "tools" / "make_synthetic.py"
-
+from tests.fixtures.tools import load_tool
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("make_synthetic", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_synthetic")
 
 
 def _digest(root: Path) -> str:

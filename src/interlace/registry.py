@@ -7,11 +7,20 @@ from interlace.core.engine.registry import add_locations, register_all_modules  
 # Where each domain registers its types (core never names a domain). mmengine imports
 # this module for the default scope `interlace`, so configs find them by name.
 DOMAIN_LOCATIONS = {
-    "dataset": ["interlace.domains.medical.data"],
-    "transform": ["interlace.domains.medical.data"],
-    "model": ["interlace.domains.medical.models"],
-    "hook": ["interlace.domains.medical.models"],
-    "function": ["interlace.domains.medical.models"],
+    "dataset": ["interlace.domains.medical.data", "interlace.domains.driving.data",
+                "interlace.domains.remote_sensing.data"],
+    "transform": ["interlace.domains.medical.data", "interlace.domains.driving.data",
+                  "interlace.domains.remote_sensing.data"],
+    "data sampler": ["interlace.domains.driving.data", "interlace.domains.remote_sensing.data"],
+    "model": ["interlace.domains.medical.models", "interlace.domains.driving.models",
+              "interlace.domains.remote_sensing.models"],
+    "hook": ["interlace.domains.medical.models", "interlace.domains.remote_sensing.models"],
+    "function": ["interlace.domains.medical.models", "interlace.domains.driving.data"],
+    "metric": ["interlace.domains.medical.evaluation", "interlace.domains.driving.evaluation",
+               "interlace.domains.remote_sensing.evaluation"],
+    "inference io": ["interlace.domains.medical.evaluation",
+                     "interlace.domains.driving.evaluation",
+                     "interlace.domains.remote_sensing.evaluation"],
 }
 for _registry_name, _modules in DOMAIN_LOCATIONS.items():
     add_locations(_registry_name, _modules)

@@ -31,6 +31,11 @@ SPLIT_CSV = "mimic-cxr-2.0.0-split.csv"
 CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert.csv"
 NEGBIO_CSV = "mimic-cxr-2.0.0-negbio.csv"
 TRUTH_JSON = "synthetic_truth.json"
+# Segmentation ground truth of the generated set (not part of MIMIC-CXR-JPG): one binary
+# PNG (0 / 255) per frontal image and finding at `masks/<finding>/<dicom_id>.png`, the
+# image's size; "heart" is the cardiac silhouette, present in every image.
+MASK_DIR = "masks"
+MASK_FINDINGS = ("opacity", "effusion", "heart", "device")
 
 _METADATA_COLUMNS = ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription",
                      "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime",
@@ -76,8 +81,9 @@ class StudyTruth:
 
 
 def _draw_frontal(rng: np.random.Generator, truth: StudyTruth, height: int,
-                  width: int) -> np.ndarray:
-    """A (height, width) uint8 frontal radiograph with the study's findings."""
+                  width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A (height, width) uint8 frontal radiograph with the study's findings, and a
+    (height, width) bool mask per entry of `MASK_FINDINGS` (empty when absent)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y /= height                      # 0 top .. 1 bottom
     x = (x / width) * 2.0 - 1.0      # -1 viewer's left (patient's right) .. 1
@@ -95,6 +101,8 @@ def _draw_frontal(rng: np.random.Generator, truth: StudyTruth, height: int,
     heart_rx = 0.42 if truth.cardiomegaly else 0.26              # CTR > 0.5 when enlarged
     heart = ((x - 0.08) / heart_rx) ** 2 + ((y - 0.66) / 0.16) ** 2 < 1.0
     image[heart] = 175.0
+    masks = {name: np.zeros((height, width), bool) for name in MASK_FINDINGS}
+    masks["heart"] = heart.copy()
     image[body & (y > 0.82 + 0.05 * np.abs(x))] = 150.0           # diaphragm / abdomen
     if truth.opacity:
         side, zone = truth.opacity
@@ -102,6 +110,7 @@ def _draw_frontal(rng: np.random.Generator, truth: StudyTruth, height: int,
         strength = 55.0 if truth.opacity_uncertain else 110.0
         blob = np.exp(-(((x - centres[side]) / 0.1) ** 2 + ((y - cy) / 0.07) ** 2))
         image += strength * blob * lungs
+        masks["opacity"] = (blob > 0.5) & lungs
     if truth.effusion:
         cx = centres[truth.effusion]
         # Meniscus: fluid fills the base and climbs the lateral chest wall.
@@ -109,11 +118,13 @@ def _draw_frontal(rng: np.random.Generator, truth: StudyTruth, height: int,
         level = 0.72 - 0.12 * lateral ** 2
         fluid = lungs & ~heart & (np.sign(x) == np.sign(cx)) & (y > level)
         image[fluid] = 165.0
+        masks["effusion"] = fluid
     if truth.support_device:  # endotracheal tube down the trachea, then its tip
         tube = (np.abs(x - 0.015) < 1.5 * 2.0 / width) & (y > 0.02) & (y < 0.33)
         image[tube] = 250.0
+        masks["device"] = tube
     image += rng.normal(0.0, 4.0, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8), masks
 
 
 def _draw_lateral(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -194,6 +205,11 @@ def _save_jpeg(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels, mode="L").save(path, format="JPEG", quality=90)
 
 
+def _save_png(path: Path, mask: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path, format="PNG")
+
+
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")  # never leave a half-written table
     with tmp.open("w", newline="") as handle:
@@ -250,8 +266,12 @@ def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,
         for position in views:
             dicom_id = _dicom_id(rng)
             frontal = position in ("PA", "AP")
-            pixels = (_draw_frontal(rng, truth, height, width) if frontal
-                      else _draw_lateral(rng, height, width))
+            if frontal:
+                pixels, masks = _draw_frontal(rng, truth, height, width)
+                for name, mask in masks.items():
+                    _save_png(out / MASK_DIR / name / f"{dicom_id}.png", mask)
+            else:
+                pixels = _draw_lateral(rng, height, width)
             path = study_dir / f"{dicom_id}.jpg"
             if truth.bad_case != "missing_image":
                 _save_jpeg(path, pixels)

@@ -1,0 +1,1 @@
+"""Factorized spatio-temporal encoder (SkySense): per-date spatial encoders, temporal fusion."""

@@ -1,0 +1,1 @@
+"""Driving evaluation: nuScenes submission export and DetectionEval scoring."""

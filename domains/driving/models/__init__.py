@@ -1,0 +1,1 @@
+"""Driving models (DeepInteraction++ and the LiDAR-only detector)."""

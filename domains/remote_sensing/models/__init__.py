@@ -1,0 +1,1 @@
+"""Remote sensing (SkySense): SAR + optical time series on GeoTIFFs."""

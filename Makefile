@@ -25,7 +25,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml setup.py constraints.txt
 	$(PIP) install --quiet --upgrade "pip>=23.1" "setuptools>=69" wheel
 	$(PIP) install --quiet -c constraints.txt torch
-	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[test,demo]"
 	@touch $@
 
 install: $(STAMP)

@@ -38,7 +38,9 @@ LONG_RUN_S = 5.0
 # Benchmark groups: name -> modules under tools/benchmarks/ that define CASES.
 GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchmarks.ops_boxes"],
           "interaction": ["benchmarks.interaction"],
-          "medical": ["benchmarks.medical"]}
+          "medical": ["benchmarks.medical"],
+          "driving_data": ["benchmarks.driving_data"],
+          "remote_sensing": ["benchmarks.remote_sensing"]}
 
 
 def load_cases(group: str) -> dict:

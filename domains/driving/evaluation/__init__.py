@@ -1,1 +1,17 @@
-"""Driving evaluation: nuScenes submission export and DetectionEval scoring."""
+"""Driving evaluation: nuScenes submission export and DetectionEval scoring.
+
+- :mod:`.box_frames`: LiDAR-frame boxes <-> global nuScenes boxes.
+- :mod:`.submission`: build, validate and atomically write the submission JSON.
+- :mod:`.nuscenes_metric`: ``NuScenesMetric`` (registered in ``METRICS``), which writes the
+  JSON and scores it with the devkit's ``DetectionEval``.
+- :mod:`.visualization`: BEV + six-camera rendering of GT and predicted boxes.
+"""
+from .box_frames import global_to_lidar, lidar_to_global
+from .nuscenes_metric import NuScenesMetric, run_detection_eval, split_sample_tokens
+from .submission import (MAX_BOXES_PER_SAMPLE, SubmissionError, build_submission,
+                         load_submission, sample_detections, validate_submission,
+                         write_submission)
+
+__all__ = ["NuScenesMetric", "SubmissionError", "MAX_BOXES_PER_SAMPLE", "build_submission",
+           "sample_detections", "validate_submission", "write_submission", "load_submission",
+           "lidar_to_global", "global_to_lidar", "run_detection_eval", "split_sample_tokens"]

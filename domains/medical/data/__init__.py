@@ -8,6 +8,7 @@ from .chexpert import (CHEXPERT_LABELS, ChexpertRecord, LabelFileError,
 from .mimic import FRONTAL_VIEWS, MimicCxrDataset, MimicCxrIndex, MimicIndex, MimicRecord
 from .reports import clean_report, report_text, section_report
 from .synthetic import make_synthetic_mimic
+from .segmentation import CxrSegmentationDataset, MaskSizeError, build_segmentation_transforms
 from .transforms import (CxrCropd, CxrNormalized, ImageLoadError, LoadCxrImaged,
                          ResizeLongestPadd, build_cxr_transforms)
 
@@ -16,5 +17,6 @@ __all__ = [
     "read_chexpert_csv", "FRONTAL_VIEWS", "MimicCxrDataset", "MimicCxrIndex", "MimicIndex",
     "MimicRecord", "clean_report", "report_text", "section_report", "make_synthetic_mimic",
     "CxrCropd", "CxrNormalized", "ImageLoadError", "LoadCxrImaged", "ResizeLongestPadd",
-    "build_cxr_transforms",
+    "build_cxr_transforms", "CxrSegmentationDataset", "MaskSizeError",
+    "build_segmentation_transforms",
 ]

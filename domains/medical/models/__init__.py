@@ -12,10 +12,11 @@ from .hooks import PrototypeFreezeHook
 from .image_encoders import ImageFeatures, ResNetImageEncoder, ViTImageEncoder
 from .mgca import MGCA
 from .projection import ProjectionHead
+from .segmentation import CxrSegmenter
 from .text_encoder import ReportFeatures, ReportTextEncoder, build_wordpiece_tokenizer
 
 __all__ = [
     "CxrReportDataPreprocessor", "collate_image_reports", "PrototypeFreezeHook", "ImageFeatures", "ResNetImageEncoder",
     "ViTImageEncoder", "MGCA", "ProjectionHead", "ReportFeatures", "ReportTextEncoder",
-    "build_wordpiece_tokenizer",
+    "build_wordpiece_tokenizer", "CxrSegmenter",
 ]

@@ -6,6 +6,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One intra-op thread by default: the tests are many small ops, for which a second thread
+# costs more in synchronisation than it gains, and on a loaded 2-core runner oversubscribed
+# threads made single steps 10-100x slower. Tools started as subprocesses (benchmarks,
+# torchrun) set their own. INTERLACE_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("INTERLACE_TEST_THREADS", "1")))
 
 
 @pytest.fixture(autouse=True)

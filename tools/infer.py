@@ -12,6 +12,8 @@ Examples:
   python tools/infer.py tests/fixtures/toy_config.py work_dirs/toy/epoch_2.pth data/in --out data/out
   python tools/infer.py CONFIG CKPT "scans/*.npy" @more.txt --out preds --manifest run2.jsonl
   python tools/infer.py CONFIG CKPT data/in --out preds --cfg-options infer_cfg.writer.indent=2
+  python tools/infer.py configs/remote_sensing/skysense_segment_synthetic_tiny.py CKPT \
+      data/synthetic_s1s2/labels --out maps --drop sar      # one COG per tile, optical only
   torchrun --nproc_per_node 2 tools/infer.py CONFIG CKPT data/in --out preds --launcher pytorch
 """
 from __future__ import annotations
@@ -22,8 +24,9 @@ import os
 import os.path as osp
 import sys
 
-from interlace.core.engine.cli import (ToolError, add_run_arguments, load_config,
-                                       parse_run_arguments, run_cli, setup_distributed)
+from interlace.core.engine.cli import (ToolError, add_drop_arguments, add_run_arguments,
+                                       apply_drop, load_config, parse_run_arguments, run_cli,
+                                       setup_distributed)
 
 _GLOB_CHARS = set("*?[")
 _MAX_FAILURES_SHOWN = 20
@@ -43,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="manifest file name inside --out (default: manifest.jsonl)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_drop_arguments(parser, "infer")
     add_run_arguments(parser, "inference (each process takes every world_size-th input)")
     return parse_run_arguments(parser, argv)
 
@@ -95,7 +99,14 @@ def build_model(cfg, checkpoint: str, device: str):
     init_default_scope(cfg.get("default_scope", "interlace"))
     if "model" not in cfg:
         raise ToolError(f"config {cfg.filename} has no `model`")
-    model = MODELS.build(cfg.model)
+    try:
+        model = MODELS.build(cfg.model)
+    except KeyError as error:  # e.g. a --drop name the model does not know
+        dropped = cfg.model.get("drop_modalities")
+        if dropped and "modalit" in str(error):
+            reason = error.args[0] if error.args else error
+            raise ToolError(f"--drop {' '.join(dropped)}: {reason}") from None
+        raise
     load_weights(model, checkpoint, strict=True)
     return model.to(device)
 
@@ -132,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     inputs = expand_inputs(args.inputs)
+    apply_drop(cfg, args.drop, args.drop_views)
 
     import torch
     import torch.distributed as torch_dist
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if world_size > 1:
         summary = InferenceSummary.merge(all_gather_object(summary))
     if rank == 0:
+        if args.drop:
+            print(f"dropped modalities: {', '.join(cfg.model.drop_modalities)}")
         print_summary(summary, len(inputs), args.out)
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()

@@ -3,8 +3,10 @@
 Examples:
   python tools/test.py CONFIG work_dirs/run1/epoch_6.pth
   python tools/test.py CONFIG CKPT --out work_dirs/run1/predictions.pkl
-  python tools/test.py CONFIG CKPT --format-only --cfg-options test_evaluator.outfile_prefix=sub/
+  python tools/test.py CONFIG CKPT --format-only --cfg-options test_evaluator.jsonfile_prefix=work_dirs/sub/
   python tools/test.py CONFIG CKPT --show-dir work_dirs/run1/vis
+  python tools/test.py configs/remote_sensing/skysense_segment_synthetic_tiny.py CKPT --drop sar
+  python tools/test.py configs/driving/deepinteraction_r50_synthetic_tiny.py CKPT --drop-views 2
   torchrun --nproc_per_node 2 tools/test.py CONFIG CKPT --launcher pytorch
 """
 import argparse
@@ -14,8 +16,10 @@ import sys
 
 from mmengine.config import Config
 
-from interlace.core.engine.cli import (ToolError, add_run_arguments, build_runner, load_config,
-                                       parse_run_arguments, run_cli, setup_distributed)
+from interlace.core.engine.cli import (ToolError, add_drop_arguments, add_run_arguments,
+                                       apply_drop, build_runner, load_config,
+                                       model_init_params, parse_run_arguments, run_cli,
+                                       setup_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="only write the results in the official format (e.g. for a "
                              "test-server submission); compute no scores")
     parser.add_argument("--show-dir", help="write visualisations of the predictions here")
+    add_drop_arguments(parser, "score the model")
     add_run_arguments(parser, "testing")
     return parse_run_arguments(parser, argv)
 
@@ -43,16 +48,10 @@ def set_format_only(cfg: Config) -> None:
     metrics = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
     for metric in metrics:
         metric_cls = METRICS.get(metric["type"])
-        if metric_cls is None or "format_only" not in _init_params(metric_cls):
+        if metric_cls is None or "format_only" not in model_init_params(metric_cls):
             raise ToolError(f"--format-only: metric {metric['type']} cannot write results "
                              "without evaluating (it has no `format_only` option)")
         metric["format_only"] = True
-
-
-def _init_params(cls) -> set:
-    import inspect
-    return {name for klass in cls.__mro__ if "__init__" in vars(klass)
-            for name in inspect.signature(klass.__init__).parameters}
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> None:
@@ -77,13 +76,22 @@ def main(argv=None) -> int:
         set_format_only(cfg)
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
-    runner = build_runner(cfg)
+    apply_drop(cfg, args.drop, args.drop_views)
+    try:
+        runner = build_runner(cfg)
+    except KeyError as error:  # e.g. a --drop name the model does not know
+        if args.drop and "modalit" in str(error):
+            raise ToolError(f"--drop {' '.join(args.drop)}: "
+                            f"{error.args[0] if error.args else error}") from None
+        raise
     if args.out:
         if not args.out.endswith((".pkl", ".pickle")):
             raise ToolError("--out must be a .pkl or .pickle file")
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    if args.drop:
+        print(f"dropped modalities: {', '.join(cfg.model.drop_modalities)}")
     if metrics:
         print("metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in metrics.items()))

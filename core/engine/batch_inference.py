@@ -10,6 +10,14 @@ Every domain plugs in a *reader* (input file → batch for ``model.test_step``) 
 - records every input in a JSON-lines manifest and goes on after a failure;
 - shows a progress bar with an ETA on rank 0 (plain, once, when stderr is not a TTY).
 
+An input too large for one forward pass (a satellite scene, a whole-slide image) is
+*streamed*: when the reader has ``iter_windows(path)`` and the writer has
+``write_stream(...)`` (see :class:`StreamingInferenceReader` /
+:class:`StreamingInferenceWriter`), the model runs window by window and the writer
+consumes ``(window, outputs)`` pairs as they come, so memory follows the window size,
+not the input size. The output, manifest, temporary name and failure handling are the
+same as for ``read``/``write``: a failure mid-stream leaves no output behind.
+
 Readers and writers are registered in ``INFERENCE_IO``; a config names them in
 ``infer_cfg = dict(reader=dict(type=...), writer=dict(type=...))`` (see ``tools/infer.py``).
 """
@@ -21,7 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +39,10 @@ from mmengine.structures import BaseDataElement
 
 from .registry import INFERENCE_IO
 
-__all__ = ["InferenceReader", "InferenceWriter", "BatchInferenceEngine", "InferenceSummary",
-           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "temporary_path"]
+__all__ = ["InferenceReader", "InferenceWriter", "StreamingInferenceReader",
+           "StreamingInferenceWriter", "BatchInferenceEngine", "InferenceSummary",
+           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "temporary_path",
+           "supports_streaming"]
 
 
 class OutputNameConflict(ValueError):
@@ -70,6 +80,80 @@ class InferenceWriter(ABC):
     @abstractmethod
     def write(self, outputs: Any, input_path: str, out_path: str) -> None:
         """Write `outputs` (from ``model.test_step``) for `input_path` to `out_path`."""
+
+
+class StreamingInferenceReader(InferenceReader):
+    """A reader that can also hand out one input as a sequence of windows.
+
+    ``describe(path)`` returns what a writer needs to lay the windows out before the
+    first one arrives, as a plain dict (e.g. ``height``, ``width``, ``crs``,
+    ``transform``, ``nodata`` for a raster scene); the engine passes it through
+    untouched. ``iter_windows(path)`` yields ``(window, batch)``: `window` says where
+    the batch sits in the input (opaque to the engine, understood by the matching
+    writer) and `batch` is what ``model.test_step`` takes, as from ``read``. Windows
+    must come in the order the writer expects (typically row-major).
+    """
+
+    @abstractmethod
+    def describe(self, path: str) -> dict:
+        """Geometry and metadata of `path` that the writer needs (a plain dict)."""
+
+    @abstractmethod
+    def iter_windows(self, path: str) -> Iterator[tuple[Any, dict]]:
+        """Yield ``(window, batch)`` pairs covering `path`."""
+
+
+class StreamingInferenceWriter(InferenceWriter):
+    """A writer that can assemble one output from per-window model outputs.
+
+    ``write_stream(stream, scene, input_path, out_path)`` must consume `stream` (an
+    iterator of ``(window, outputs)``, `outputs` being ``model.test_step``'s result for
+    that window) to its end and write exactly `out_path`. `scene` is the reader's
+    ``describe(input_path)``. Exceptions raised by the model or reader surface from the
+    stream's ``next``; the writer should let them propagate (after cleaning up anything
+    it opened), and the engine then removes `out_path` and records the failure.
+    """
+
+    @abstractmethod
+    def write_stream(self, stream: Iterable[tuple[Any, Any]], scene: dict, input_path: str,
+                     out_path: str) -> None:
+        """Write the output for `input_path` from its windows' outputs to `out_path`."""
+
+
+def supports_streaming(reader: Any, writer: Any) -> bool:
+    """Whether `reader` and `writer` speak the streaming protocol (duck-typed)."""
+    return (callable(getattr(reader, "iter_windows", None))
+            and callable(getattr(writer, "write_stream", None)))
+
+
+class _WindowStream:
+    """Iterator of ``(window, model.test_step(batch))`` over a reader's windows.
+
+    Counts the windows and remembers whether it ran to the end, so the engine can refuse
+    an output from a writer that stopped early (it would be silently incomplete).
+    """
+
+    def __init__(self, model: Any, windows: Iterator[tuple[Any, dict]]) -> None:
+        self._model, self._windows = model, iter(windows)
+        self.count, self.exhausted = 0, False
+
+    def __iter__(self) -> "_WindowStream":
+        return self
+
+    def __next__(self) -> tuple[Any, Any]:
+        try:
+            window, batch = next(self._windows)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        self.count += 1
+        return window, self._model.test_step(batch)
+
+    def close(self) -> None:
+        """Close the reader's generator (releases its open files early)."""
+        close = getattr(self._windows, "close", None)
+        if callable(close):
+            close()
 
 
 @dataclass
@@ -118,17 +202,22 @@ class BatchInferenceEngine:
     Args:
         model: an mmengine ``BaseModel`` (anything with ``test_step(data)``), already
             on its device with weights loaded. It runs in eval mode under ``no_grad``.
-        reader: an :class:`InferenceReader` (or anything with ``read``).
-        writer: an :class:`InferenceWriter` (or anything with ``output_name``/``write``).
+        reader: an :class:`InferenceReader` (or anything with ``read``), optionally a
+            :class:`StreamingInferenceReader`.
+        writer: an :class:`InferenceWriter` (or anything with ``output_name``/``write``),
+            optionally a :class:`StreamingInferenceWriter`.
         out_dir: where outputs and the manifest go (created if missing).
         manifest_name: the JSON-lines manifest's file name inside `out_dir`.
         rank, world_size: this process's shard; default from ``mmengine.dist``.
         show_progress: show a progress bar (only ever on rank 0).
+        streaming: None (default) streams windows whenever reader and writer both
+            support it; False always uses ``read``/``write``; True requires streaming.
     """
 
     def __init__(self, model: torch.nn.Module, reader: Any, writer: Any, out_dir: str,
                  manifest_name: str = "manifest.jsonl", rank: Optional[int] = None,
-                 world_size: Optional[int] = None, show_progress: bool = True) -> None:
+                 world_size: Optional[int] = None, show_progress: bool = True,
+                 streaming: Optional[bool] = None) -> None:
         for obj, role, methods in ((reader, "reader", ("read",)),
                                    (writer, "writer", ("output_name", "write"))):
             lacking = [m for m in methods if not callable(getattr(obj, m, None))]
@@ -147,6 +236,12 @@ class BatchInferenceEngine:
         self.out_dir = os.path.abspath(out_dir)
         self.manifest_path = os.path.join(self.out_dir, manifest_name)
         self.show_progress = show_progress and self.rank == 0
+        can_stream = supports_streaming(reader, writer)
+        if streaming and not can_stream:
+            raise TypeError(f"streaming=True needs a reader with iter_windows(path) and a "
+                            f"writer with write_stream(...); got {type(reader).__name__} and "
+                            f"{type(writer).__name__}")
+        self.streaming = can_stream if streaming is None else bool(streaming)
 
     # -- public -------------------------------------------------------------------------
 
@@ -225,13 +320,16 @@ class BatchInferenceEngine:
             if os.path.exists(out_path):
                 record["status"] = "skipped"
             else:
-                data = self.reader.read(path)
-                outputs = self.model.test_step(data)
+                outputs = None if self.streaming else self.model.test_step(self.reader.read(path))
                 os.makedirs(os.path.dirname(out_path), exist_ok=True)
                 tmp = temporary_path(out_path)
-                self.writer.write(outputs, path, tmp)
+                if self.streaming:  # read, predict and write interleaved, window by window
+                    record["windows"] = self._write_streamed(path, tmp)
+                else:
+                    self.writer.write(outputs, path, tmp)
                 if not os.path.exists(tmp):
-                    raise RuntimeError(f"{type(self.writer).__name__}.write did not create "
+                    method = "write_stream" if self.streaming else "write"
+                    raise RuntimeError(f"{type(self.writer).__name__}.{method} did not create "
                                        f"the file it was given ({tmp})")
                 os.replace(tmp, out_path)
         except Exception as error:  # one bad input must not stop the batch
@@ -243,6 +341,23 @@ class BatchInferenceEngine:
                 os.remove(tmp)
         record["seconds"] = round(time.perf_counter() - start, 4)
         return record
+
+    def _write_streamed(self, path: str, tmp: str) -> int:
+        """Run the model window by window into ``writer.write_stream``; return the number
+        of windows. Raises if the reader yields nothing or the writer stops early."""
+        scene = self.reader.describe(path) if callable(getattr(self.reader, "describe", None)) else {}
+        stream = _WindowStream(self.model, self.reader.iter_windows(path))
+        try:
+            self.writer.write_stream(stream, dict(scene), path, tmp)
+        finally:
+            stream.close()
+        if stream.count == 0:
+            raise ValueError(f"{path}: {type(self.reader).__name__}.iter_windows yielded no window")
+        if not stream.exhausted:
+            raise RuntimeError(f"{type(self.writer).__name__}.write_stream returned after "
+                               f"{stream.count} window(s), before the stream ended; the output "
+                               "would be incomplete")
+        return stream.count
 
     def _append_manifest(self, record: dict) -> None:
         """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor,

@@ -168,3 +168,63 @@ def run_cli(main: Callable[[], int | None]) -> None:
             sys.exit(2)
         raise
     sys.exit(code or 0)
+
+
+def model_init_params(cls: type) -> set[str]:
+    """Names of the ``__init__`` arguments of `cls` and its bases."""
+    import inspect
+
+    return {name for klass in cls.__mro__ if "__init__" in vars(klass)
+            for name in inspect.signature(klass.__init__).parameters}
+
+
+def add_drop_arguments(parser: argparse.ArgumentParser, what: str = "run") -> None:
+    """``--drop NAME [NAME ...]`` and ``--drop-views K``: run the model as if inputs were
+    missing, for robustness studies (sets ``model.drop_modalities`` / ``model.drop_views``)."""
+    parser.add_argument(
+        "--drop", nargs="+", metavar="NAME",
+        help=f"{what} as if these input modalities were missing, to measure what each one "
+             "adds (sets model.drop_modalities; the names are the model's own, e.g. "
+             "`--drop camera` or `--drop lidar` for DeepInteraction, `--drop sar` or "
+             "`--drop optical` for SkySense); fails if the model cannot drop inputs")
+    parser.add_argument(
+        "--drop-views", type=int, metavar="K",
+        help=f"{what} with K of the camera views marked missing in every sample (sets "
+             "model.drop_views); fails if the model has no views to drop")
+
+
+def apply_drop(cfg: Config, names: Optional[list[str]], drop_views: Optional[int] = None
+               ) -> None:
+    """Set ``cfg.model.drop_modalities`` to `names` (in order, without repeats) and
+    ``cfg.model.drop_views`` to `drop_views`, after checking that the model class takes
+    those arguments.
+
+    Raises:
+        ToolError: the config has no model, its model class takes no such argument, or
+            `drop_views` is negative.
+    """
+    if not names and drop_views is None:
+        return
+    import interlace.registry  # noqa: F401  lets MODELS find the domains' models
+    from .registry import MODELS
+
+    model_cfg = cfg.get("model")
+    flag = f"--drop {' '.join(names)}" if names else f"--drop-views {drop_views}"
+    if not model_cfg:
+        raise ToolError(f"{flag}: config {cfg.filename} has no `model`")
+    model_type = model_cfg.get("type")
+    model_cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    # An unknown type is left to the model build, which names it and close matches.
+    params = model_init_params(model_cls) if model_cls is not None else None
+    if names:
+        if params is not None and "drop_modalities" not in params:
+            raise ToolError(f"--drop {' '.join(names)}: model {model_type} has no "
+                            "`drop_modalities` option, so it cannot run without an input")
+        model_cfg["drop_modalities"] = tuple(dict.fromkeys(names))
+    if drop_views is not None:
+        if drop_views < 0:
+            raise ToolError(f"--drop-views {drop_views}: K must be 0 or more")
+        if params is not None and "drop_views" not in params:
+            raise ToolError(f"--drop-views {drop_views}: model {model_type} has no "
+                            "`drop_views` option (it takes no camera views)")
+        model_cfg["drop_views"] = drop_views

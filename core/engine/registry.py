@@ -24,7 +24,7 @@ SCOPE = "interlace"
 # Modules imported the first time a registry is queried under the `interlace` scope.
 _LOCATIONS: dict[str, list[str]] = {
     "model": ["interlace.core.ops", "interlace.core.interaction", "interlace.core.alignment",
-              "interlace.core.engine"],
+              "interlace.core.temporal", "interlace.core.necks", "interlace.core.engine"],
     "dataset": ["interlace.core.engine"],
     "transform": ["interlace.core.engine"],
     "metric": ["interlace.core.engine"],

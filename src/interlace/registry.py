@@ -17,6 +17,7 @@ DOMAIN_LOCATIONS = {
     "hook": ["interlace.domains.medical.models", "interlace.domains.remote_sensing.models"],
     "function": ["interlace.domains.medical.models", "interlace.domains.driving.data",
                  "interlace.domains.remote_sensing.data"],
+    "task util": ["interlace.domains.driving.models"],
     "metric": ["interlace.domains.medical.evaluation", "interlace.domains.driving.evaluation",
                "interlace.domains.remote_sensing.evaluation"],
     "inference io": ["interlace.domains.medical.evaluation",

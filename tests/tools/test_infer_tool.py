@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 
 from interlace.core.engine.cli import ToolError, run_cli
@@ -115,3 +116,37 @@ def test_inputs_expand_from_dirs_globs_and_list_files(infer_tool, in_dir, tmp_pa
         infer_tool.expand_inputs(["in/*.tif"])
     with pytest.raises(ToolError, match="input not found: nope.npy"):
         infer_tool.expand_inputs(["nope.npy"])
+
+
+SEGMENT_CONFIG = "configs/remote_sensing/skysense_segment_synthetic_tiny.py"
+
+
+def test_remote_sensing_config_writes_one_cog_per_tile_and_resumes(infer_tool, tmp_path, capsys):
+    """The segment config's infer_cfg: a folder of tile rasters -> one COG per tile with
+    the tile's CRS, transform, nodata and colour table; a second run skips them."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from interlace.core.engine.registry import MODELS
+    from interlace.domains.remote_sensing.data import make_synthetic_s1s2
+
+    make_synthetic_s1s2(tmp_path / "data", tiles=2, size=32, dates=2, seed=0)
+    init_default_scope("interlace")
+    checkpoint = tmp_path / "segmentor.pth"
+    torch.save({"state_dict": MODELS.build(Config.fromfile(SEGMENT_CONFIG).model).state_dict()},
+               checkpoint)
+    args = [SEGMENT_CONFIG, str(checkpoint), str(tmp_path / "data" / "labels"), "--out",
+            str(tmp_path / "maps"), "--no-progress"]
+    assert infer_tool.main(args) == 0
+    assert "inputs: 2  written: 2  skipped: 0  failed: 0" in capsys.readouterr().out
+    for tile in ("32TNR", "32TPR"):
+        with rasterio.open(tmp_path / "maps" / f"LABEL_{tile}_classmap.tif") as cog, \
+                rasterio.open(tmp_path / "data" / "labels" / f"LABEL_{tile}.tif") as label:
+            assert cog.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert (cog.crs, cog.transform, cog.nodata) == (label.crs, label.transform, label.nodata)
+            assert cog.colormap(1)[1][:3] == label.colormap(1)[1][:3]
+            assert cog.read(1).max() < 6
+    records = [json.loads(line) for line in (tmp_path / "maps" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["windows"] for r in records] == [1, 1]       # 32 px tiles, 128 px windows
+    assert infer_tool.main(args) == 0
+    assert "written: 0  skipped: 2" in capsys.readouterr().out

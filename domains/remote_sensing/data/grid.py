@@ -1,0 +1,104 @@
+"""The pixel grid a tile is read on, and how a file relates to it.
+
+Every chip of a tile is a window on one :class:`TileGrid` (CRS + affine transform +
+size). The grid is the label raster's (else the first S2 file's) unless the dataset is
+given a CRS and/or resolution, in which case the tile's extent is reprojected onto a
+grid in that CRS with that resolution (TorchGeo: the first file sets CRS and resolution
+unless the user does; everything else is warped to match).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.transform import array_bounds
+from rasterio.warp import transform as warp_points
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+__all__ = ["TileGrid", "crs_to_string", "grid_of", "reproject_grid", "file_overlaps_grid",
+           "file_matches_grid", "window_latlon"]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """A north-up pixel grid: `transform` maps (col, row) to CRS coordinates."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top)."""
+        return array_bounds(self.height, self.width, self.transform)  # (west, south, east, north)
+
+    def window_transform(self, window: Window) -> Affine:
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
+
+    def key(self) -> tuple:
+        """Hashable identity (cache key of warped views)."""
+        return (self.crs.to_wkt(), tuple(self.transform)[:6], self.width, self.height)
+
+
+def crs_to_string(crs: CRS) -> str:
+    """``'EPSG:32632'`` when the CRS has an EPSG code, else its WKT."""
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def grid_of(crs: CRS, transform: Affine, width: int, height: int) -> TileGrid:
+    return TileGrid(CRS.from_user_input(crs), transform, int(width), int(height))
+
+
+def reproject_grid(grid: TileGrid, crs: Optional[str] = None,
+                   res: Optional[float] = None) -> TileGrid:
+    """`grid`'s extent on a grid in `crs` (default: same) with pixel size `res` (default:
+    same). The origin snaps to multiples of `res` so tiles of one zone share pixel edges."""
+    dst_crs = CRS.from_user_input(crs) if crs else grid.crs
+    if dst_crs == grid.crs and (res is None or math.isclose(res, grid.res[0])):
+        return grid
+    left, bottom, right, top = (transform_bounds(grid.crs, dst_crs, *grid.bounds, densify_pts=21)
+                                if dst_crs != grid.crs else grid.bounds)
+    step = float(res) if res else grid.res[0]
+    left, top = math.floor(left / step) * step, math.ceil(top / step) * step
+    width = max(1, int(math.ceil((right - left) / step - 1e-6)))
+    height = max(1, int(math.ceil((top - bottom) / step - 1e-6)))
+    return TileGrid(dst_crs, Affine(step, 0.0, left, 0.0, -step, top), width, height)
+
+
+def file_overlaps_grid(crs: CRS, bounds: tuple[float, float, float, float],
+                       grid: TileGrid) -> bool:
+    """Whether a file with `bounds` (in `crs`) covers any part of `grid`."""
+    if crs != grid.crs:
+        bounds = transform_bounds(crs, grid.crs, *bounds, densify_pts=21)
+    left, bottom, right, top = grid.bounds
+    return bounds[0] < right and bounds[2] > left and bounds[1] < top and bounds[3] > bottom
+
+
+def file_matches_grid(crs: CRS, transform: Affine, grid: TileGrid, tol: float = 1e-6) -> bool:
+    """True when the file can be read by plain windows: same CRS, same pixel size, no
+    rotation and an origin that sits on a whole-pixel offset of the grid. Anything else
+    goes through a WarpedVRT."""
+    g = grid.transform
+    if crs != grid.crs or transform.b != 0 or transform.d != 0:
+        return False
+    if not (math.isclose(transform.a, g.a, rel_tol=tol) and math.isclose(transform.e, g.e, rel_tol=tol)):
+        return False
+    dx, dy = (transform.c - g.c) / g.a, (transform.f - g.f) / g.e
+    return abs(dx - round(dx)) < 1e-3 and abs(dy - round(dy)) < 1e-3
+
+
+def window_latlon(grid: TileGrid, window: Window) -> tuple[float, float]:
+    """(latitude, longitude) in degrees WGS84 of the window's centre."""
+    x, y = grid.transform @ (window.col_off + window.width / 2, window.row_off + window.height / 2)
+    lon, lat = warp_points(grid.crs, "EPSG:4326", [x], [y])
+    return float(lat[0]), float(lon[0])

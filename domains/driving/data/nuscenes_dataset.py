@@ -113,7 +113,7 @@ class NuScenesDataset(BaseDataset):
         if box_type_3d.lower() != "lidar":
             raise ValueError(f"NuScenesDataset supports box_type_3d='LiDAR' only, got "
                              f"{box_type_3d!r}")
-        self.modality = dict(use_lidar=True, use_camera=True, **(modality or {}))
+        self.modality = {"use_lidar": True, "use_camera": True, **(modality or {})}
         if not (self.modality["use_lidar"] or self.modality["use_camera"]):
             raise ValueError("modality must use the LiDAR, the cameras or both")
         self.filter_empty_gt = filter_empty_gt

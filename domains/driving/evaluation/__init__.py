@@ -8,6 +8,7 @@
 """
 from .box_frames import global_to_lidar, lidar_to_global
 from .nuscenes_metric import NuScenesMetric, run_detection_eval, split_sample_tokens
+from . import inference_io  # noqa: F401  registers the batch-inference reader and writer
 from .submission import (MAX_BOXES_PER_SAMPLE, SubmissionError, build_submission,
                          load_submission, sample_detections, validate_submission,
                          write_submission)

@@ -30,7 +30,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log

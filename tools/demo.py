@@ -7,8 +7,9 @@ Examples:
   python tools/demo.py --list
 
 Each domain adds one step (generate data, train its tiny config, infer, export, score)
-to STEPS below; a step is a command plus the files it leaves and a function that reads
-its scores from them. Budget: about 5 minutes per domain on a 2-core CPU.
+to STEPS below; a step is a list of commands run in order (the first failure stops it)
+plus the files it leaves and a function that reads its scores from them. Budget: about
+5 minutes per domain on a 2-core CPU.
 """
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ OUT = Path("work_dirs/demo")
 
 @dataclass
 class Step:
+    """One demo job: `commands` run in order from the repository root; `outputs` are the
+    files it leaves; `scores` reads its headline numbers from them."""
+
     name: str
     what: str
-    command: list[str]
+    commands: list[list[str]]
     outputs: list[str]
     scores: Optional[Callable[[], dict]] = None
 
@@ -50,13 +54,55 @@ def _env_scores() -> dict:
             "GPU spconv": report["optional"]["spconv_gpu"]}
 
 
+MEDICAL = OUT / "medical"
+MEDICAL_CONFIG = "configs/medical/mgca_resnet18_minilm_synthetic_demo.py"
+MEDICAL_EPOCHS = 4  # the demo config's max_epochs: its last checkpoint is epoch_4.pth
+
+
+def _medical_scores() -> dict:
+    probe = json.loads((MEDICAL / "linear_probe.json").read_text())
+    scores = {}
+    for fraction, result in probe["results"].items():
+        auroc = result["mean_auroc"]
+        scores[f"AUROC {float(fraction) * 100:g} % labels"] = (
+            f"{auroc['mean'] * 100:.1f} ± {auroc['std'] * 100:.1f} "
+            f"(mean of {len(probe['labels'])} labels, {len(probe['seeds'])} seeds)")
+    return scores
+
+
+REMOTE_SENSING = OUT / "remote_sensing"
+
+
+def _step_module_scores(folder: Path) -> Callable[[], dict]:
+    """Scores of a `tools/demo_steps/<domain>.py` step, read from its scores.json."""
+    def read() -> dict:
+        return json.loads((folder / "scores.json").read_text())["scores"]
+    return read
+
+
 STEPS = [
     Step("env", "environment report (python -m interlace.info)",
-         [sys.executable, "-m", "interlace.info", "--save", f"{OUT}/env.json"],
+         [[sys.executable, "-m", "interlace.info", "--save", f"{OUT}/env.json"]],
          [f"{OUT}/env.json"], _env_scores),
     Step("ops", "core-ops benchmark at nuScenes scale (tools/benchmark.py ops)",
-         [sys.executable, "tools/benchmark.py", "ops"],
+         [[sys.executable, "tools/benchmark.py", "ops"]],
          ["work_dirs/benchmarks/ops.json"], _ops_scores),
+    Step("medical", "MGCA on synthetic MIMIC-CXR: generate, pre-train (ResNet-18 + MiniLM), "
+         "linear probe, export per-study probabilities",
+         [[sys.executable, "tools/make_synthetic.py", "medical", "--out", f"{MEDICAL}/data",
+           "--studies", "300", "--seed", "0"],
+          [sys.executable, "tools/train.py", MEDICAL_CONFIG, "--work-dir", f"{MEDICAL}/train",
+           "--cfg-options", f"train_dataloader.dataset.data_root={MEDICAL}/data"],
+          [sys.executable, "tools/linear_probe.py", MEDICAL_CONFIG,
+           f"{MEDICAL}/train/epoch_{MEDICAL_EPOCHS}.pth", "--data-root", f"{MEDICAL}/data",
+           "--out-dir", str(MEDICAL), "--device", "cpu"]],
+         [f"{MEDICAL}/linear_probe.json", f"{MEDICAL}/val_probabilities.csv",
+          f"{MEDICAL}/train/epoch_{MEDICAL_EPOCHS}.pth"], _medical_scores),
+    Step("remote_sensing", "SkySense on synthetic Sentinel-1/2 GeoTIFFs: generate, pre-train, "
+         "fine-tune, infer a held-out tile to a COG, mIoU, PNG preview",
+         [[sys.executable, "tools/demo_steps/remote_sensing.py", "--work-dir",
+           str(REMOTE_SENSING)]],
+         [f"{REMOTE_SENSING}/scores.json"], _step_module_scores(REMOTE_SENSING)),
 ]
 
 
@@ -65,7 +111,11 @@ def run(steps: list[Step]) -> list[dict]:
     for i, step in enumerate(steps, 1):
         print(f"\n=== [{i}/{len(steps)}] {step.name}: {step.what}", flush=True)
         start = time.perf_counter()
-        code = subprocess.run(step.command, cwd=ROOT).returncode
+        code = 0
+        for command in step.commands:
+            code = subprocess.run(command, cwd=ROOT).returncode
+            if code != 0:
+                break
         elapsed = time.perf_counter() - start
         scores = {}
         if code == 0 and step.scores is not None:
@@ -82,10 +132,10 @@ def summary(results: list[dict]) -> str:
     lines = ["", "=" * 72, "Interlace demo summary", "=" * 72]
     for r in results:
         status = "ok" if r["ok"] else f"FAILED (exit {r['exit_code']})"
-        lines.append(f"{r['step']:<6} {status:<8} {r['seconds']:6.1f} s  {r['what']}")
-        lines.append(f"       outputs: {', '.join(r['outputs'])}")
+        lines.append(f"{r['step']:<14} {status:<8} {r['seconds']:6.1f} s  {r['what']}")
+        lines.append(f"  outputs: {', '.join(r['outputs'])}")
         for key, value in r["scores"].items():
-            lines.append(f"       {key}: {value}")
+            lines.append(f"  {key}: {value}")
     total = sum(r["seconds"] for r in results)
     failed = [r["step"] for r in results if not r["ok"]]
     lines.append(f"total {total:.0f} s; " + (f"failed: {', '.join(failed)}" if failed
@@ -103,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for step in STEPS:
-            print(f"{step.name:<6} {step.what}")
+            print(f"{step.name:<7} {step.what}")
         return 0
     steps = [s for s in STEPS if not args.only or s.name in args.only]
     results = run(steps)

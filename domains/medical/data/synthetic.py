@@ -80,50 +80,113 @@ class StudyTruth:
         return cells
 
 
+@dataclass(frozen=True)
+class _Anatomy:
+    """One patient's chest geometry, in the frame of :func:`_draw_frontal` (x: -1 viewer's
+    left .. 1, y: 0 top .. 1 bottom). Drawn once per patient, so follow-up studies of a
+    patient share it and only positioning, exposure and findings change."""
+
+    lung_cx: float          # lung centres at -lung_cx (patient's right) and +lung_cx
+    lung_rx: float
+    lung_cy: float
+    lung_ry: float
+    normal_heart_rx: float  # heart half-width when not enlarged
+    heart_ry: float
+    rib_frequency: float
+    rib_phase: float
+
+
+def _patient_anatomy(subject_id: int) -> _Anatomy:
+    rng = np.random.default_rng(subject_id)  # the same patient always looks the same
+    return _Anatomy(lung_cx=rng.uniform(0.38, 0.46), lung_rx=rng.uniform(0.26, 0.32),
+                    lung_cy=rng.uniform(0.42, 0.48), lung_ry=rng.uniform(0.31, 0.36),
+                    normal_heart_rx=rng.uniform(0.21, 0.28), heart_ry=rng.uniform(0.14, 0.18),
+                    rib_frequency=rng.uniform(48.0, 62.0), rib_phase=rng.uniform(0, 2 * np.pi))
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """(height, width) float32 noise of unit scale that varies over about `cells` cells."""
+    grid = rng.normal(size=(cells, cells)).astype(np.float32)
+    return np.asarray(Image.fromarray(grid, mode="F").resize((width, height),
+                                                             Image.Resampling.BICUBIC))
+
+
 def _draw_frontal(rng: np.random.Generator, truth: StudyTruth, height: int,
                   width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A (height, width) uint8 frontal radiograph with the study's findings, and a
-    (height, width) bool mask per entry of `MASK_FINDINGS` (empty when absent)."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y /= height                      # 0 top .. 1 bottom
-    x = (x / width) * 2.0 - 1.0      # -1 viewer's left (patient's right) .. 1
-    image = np.full((height, width), 12.0, np.float32)
-    body = (x / 0.92) ** 2 + ((y - 0.55) / 0.6) ** 2 < 1.0
-    image[body] = 105.0
+    (height, width) bool mask per entry of `MASK_FINDINGS` (empty when absent).
+
+    Findings are deliberately subtle and variable (contrast of a few noise levels, random
+    position inside their lobe / side, size, shape and orientation), on top of per-patient
+    anatomy, per-image positioning (shift, small rotation), exposure (gain, offset),
+    low-frequency structure and pixel noise: a random network's pooled features should not
+    separate them, a model that learnt where to look should.
+    """
+    anatomy = _patient_anatomy(truth.subject_id)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    # Positioning: rotate about the image centre by a few degrees and shift a little.
+    angle, dx, dy = rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05), rng.uniform(-0.04, 0.04)
+    u, v = (cols / width) * 2.0 - 1.0, (rows / height) * 2.0 - 1.0
+    x = np.cos(angle) * u - np.sin(angle) * v - dx           # -1 viewer's left .. 1
+    y = (np.sin(angle) * u + np.cos(angle) * v) * 0.5 + 0.5 - dy   # 0 top .. 1 bottom
+    image = np.full((height, width), rng.uniform(5.0, 20.0), np.float32)
+    body = (x / rng.uniform(0.86, 0.97)) ** 2 + ((y - 0.55) / 0.6) ** 2 < 1.0
+    image[body] = rng.uniform(90.0, 120.0)
+    a = anatomy
+    centres = {"right": -a.lung_cx, "left": a.lung_cx}
     lungs = np.zeros_like(body)
-    centres = {"right": -0.42, "left": 0.42}
     for cx in centres.values():
-        lungs |= ((x - cx) / 0.3) ** 2 + ((y - 0.45) / 0.34) ** 2 < 1.0
-    image[lungs] = 38.0
-    ribs = lungs & (np.sin(y * 55.0 + np.abs(x) * 7.0) > 0.75)
-    image[ribs] += 30.0
-    image[(np.abs(x) < 0.11) & body] = 195.0                     # spine / mediastinum
-    heart_rx = 0.42 if truth.cardiomegaly else 0.26              # CTR > 0.5 when enlarged
-    heart = ((x - 0.08) / heart_rx) ** 2 + ((y - 0.66) / 0.16) ** 2 < 1.0
-    image[heart] = 175.0
+        lungs |= ((x - cx) / a.lung_rx) ** 2 + ((y - a.lung_cy) / a.lung_ry) ** 2 < 1.0
+    lung_level = rng.uniform(30.0, 50.0)
+    image[lungs] = lung_level
+    ribs = lungs & (np.sin(y * a.rib_frequency + np.abs(x) * 7.0 + a.rib_phase) > 0.75)
+    image[ribs] += rng.uniform(15.0, 30.0)
+    mediastinum_level = rng.uniform(170.0, 205.0)
+    image[(np.abs(x) < rng.uniform(0.09, 0.12)) & body] = mediastinum_level  # spine
+    # Cardiothoracic ratio about 0.3-0.4 when normal, > 0.5 when enlarged (a gap between).
+    heart_rx = rng.uniform(0.37, 0.44) if truth.cardiomegaly else a.normal_heart_rx
+    heart_cy = a.lung_cy + 0.6 * a.lung_ry
+    heart = ((x - 0.08) / heart_rx) ** 2 + ((y - heart_cy) / a.heart_ry) ** 2 < 1.0
+    image[heart] = rng.uniform(150.0, 185.0)
     masks = {name: np.zeros((height, width), bool) for name in MASK_FINDINGS}
     masks["heart"] = heart.copy()
-    image[body & (y > 0.82 + 0.05 * np.abs(x))] = 150.0           # diaphragm / abdomen
+    diaphragm = a.lung_cy + a.lung_ry + 0.03 + 0.05 * np.abs(x)
+    image[body & (y > diaphragm)] = rng.uniform(130.0, 165.0)       # diaphragm / abdomen
     if truth.opacity:
         side, zone = truth.opacity
-        cy = 0.3 if zone == "upper" else 0.58
-        strength = 55.0 if truth.opacity_uncertain else 110.0
-        blob = np.exp(-(((x - centres[side]) / 0.1) ** 2 + ((y - cy) / 0.07) ** 2))
-        image += strength * blob * lungs
-        masks["opacity"] = (blob > 0.5) & lungs
+        # Anywhere in the named zone of the named lung, any size, shape and orientation.
+        cy = a.lung_cy + a.lung_ry * (rng.uniform(-0.55, -0.3) if zone == "upper"
+                                      else rng.uniform(0.2, 0.45))
+        cx = centres[side] + a.lung_rx * rng.uniform(-0.3, 0.3)
+        theta = rng.uniform(0.0, np.pi)
+        along = np.cos(theta) * (x - cx) + np.sin(theta) * (y - cy)
+        across = -np.sin(theta) * (x - cx) + np.cos(theta) * (y - cy)
+        envelope = np.exp(-((along / rng.uniform(0.09, 0.15)) ** 2
+                            + (across / rng.uniform(0.07, 0.11)) ** 2))
+        texture = 0.65 + 0.35 * np.clip(_smooth_noise(rng, height, width, 12), -1.0, 1.0)
+        strength = (rng.uniform(20.0, 30.0) if truth.opacity_uncertain
+                    else rng.uniform(35.0, 60.0))
+        image += strength * envelope * texture * lungs
+        masks["opacity"] = (envelope > 0.5) & lungs
     if truth.effusion:
         cx = centres[truth.effusion]
         # Meniscus: fluid fills the base and climbs the lateral chest wall.
         lateral = np.clip((np.abs(x) - abs(cx) + 0.3) / 0.6, 0.0, 1.0)
-        level = 0.72 - 0.12 * lateral ** 2
+        level = (a.lung_cy + a.lung_ry * rng.uniform(0.45, 0.7)
+                 - rng.uniform(0.08, 0.14) * lateral ** 2)
         fluid = lungs & ~heart & (np.sign(x) == np.sign(cx)) & (y > level)
-        image[fluid] = 165.0
+        depth = np.clip((y - level) / 0.1, 0.0, 1.0)  # denser towards the base
+        image[fluid] = (lung_level + rng.uniform(50.0, 90.0) * (0.7 + 0.3 * depth))[fluid]
         masks["effusion"] = fluid
     if truth.support_device:  # endotracheal tube down the trachea, then its tip
-        tube = (np.abs(x - 0.015) < 1.5 * 2.0 / width) & (y > 0.02) & (y < 0.33)
-        image[tube] = 250.0
+        half_width = rng.uniform(1.0, 2.0) * 2.0 / width
+        tube = ((np.abs(x - rng.uniform(-0.01, 0.04)) < half_width) & (y > 0.02)
+                & (y < rng.uniform(0.28, 0.36)))
+        image[tube] = mediastinum_level + rng.uniform(25.0, 45.0)
         masks["device"] = tube
-    image += rng.normal(0.0, 4.0, image.shape)
+    image += rng.uniform(4.0, 12.0) * _smooth_noise(rng, height, width, 6)  # soft tissue
+    image = image * rng.uniform(0.8, 1.2) + rng.uniform(-15.0, 15.0)        # exposure
+    image += rng.normal(0.0, rng.uniform(3.0, 8.0), image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), masks
 
 

@@ -1,14 +1,20 @@
-"""Medical downstream evaluation: MGCA-style linear probe on frozen image features.
+"""Medical downstream evaluation.
 
-See :mod:`.linear_probe` (feature extraction, per-label logistic regression on 1 / 10 /
-100 % of the training studies, AUROC) and :mod:`.export` (per-study probability CSV).
+:mod:`.linear_probe` (MGCA-style probe on frozen features: 1 / 10 / 100 % of the training
+studies, AUROC), :mod:`.export` (per-study probability CSV), :mod:`.dice` (MONAI Dice as
+an mmengine metric), :mod:`.masks` (PNG + NIfTI mask writer for tools/infer.py) and
+:mod:`.token_attention` (where report words attend in the image).
 """
-from .export import write_probabilities_csv
 from .dice import CxrDiceMetric
-from .masks import CxrImageReader, CxrMaskWriter
+from .export import write_probabilities_csv
 from .linear_probe import (ProbeResult, extract_features, fit_linear_probe, format_table,
                            run_linear_probe, select_labels, subsample_indices)
+from .masks import CxrImageReader, CxrMaskWriter
+from .token_attention import (WordAttention, attention_mass_in_mask, finding_words,
+                              save_attention_overlay, word_patch_attention)
 
-__all__ = ["ProbeResult", "extract_features", "fit_linear_probe", "format_table",
-           "run_linear_probe", "select_labels", "subsample_indices",
-           "write_probabilities_csv", "CxrDiceMetric", "CxrImageReader", "CxrMaskWriter"]
+__all__ = ["CxrDiceMetric", "CxrImageReader", "CxrMaskWriter", "ProbeResult",
+           "WordAttention", "attention_mass_in_mask", "extract_features", "finding_words",
+           "fit_linear_probe", "format_table", "run_linear_probe", "save_attention_overlay",
+           "select_labels", "subsample_indices", "word_patch_attention",
+           "write_probabilities_csv"]

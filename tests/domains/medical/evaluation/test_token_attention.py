@@ -1,0 +1,51 @@
+"""Word->patch attention of MGCA, measured against masks and drawn as a heat map."""
+import numpy as np
+import pytest
+import torch
+
+from interlace.domains.medical.evaluation.token_attention import (
+    attention_mass_in_mask, finding_words, save_attention_overlay, word_patch_attention)
+
+
+def test_finding_words_pick_location_words_and_skip_negations():
+    words = "there is a focal right lower lobe opacity . no pleural effusion . small left " \
+            "pleural effusion".split()
+    found = finding_words(words)
+    assert [(words[i], f, r) for i, f, r in found] == [
+        ("right", "opacity", "side"), ("lower", "opacity", "zone"),
+        ("opacity", "opacity", "finding"), ("left", "effusion", "side"),
+        ("effusion", "effusion", "finding")]
+
+
+def test_attention_mass_counts_the_covered_share_of_each_patch():
+    attention = torch.zeros(4, 4)
+    attention[0, 0] = 1.0
+    mask = np.zeros((16, 16), bool)
+    mask[:4, :2] = True  # half of patch (0, 0)
+    mass, chance = attention_mass_in_mask(attention, mask)
+    assert mass == pytest.approx(0.5)
+    assert chance == pytest.approx(8 / 256)
+    uniform = torch.full((4, 4), 1 / 16)
+    assert attention_mass_in_mask(uniform, mask)[0] == pytest.approx(chance)
+
+
+def test_word_patch_attention_maps_sum_to_one_and_the_overlay_is_written(tmp_path):
+    from interlace.domains.medical.models import MGCA
+
+    bert = dict(model_type="bert", vocab_size=40, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    vocab = ["right", "lower", "lobe", "opacity", "."]
+    model = MGCA(image_encoder=dict(type="ResNetImageEncoder", depth=18),
+                 text_encoder=dict(type="ReportTextEncoder", config=bert, num_layers=1,
+                                   vocab=vocab),
+                 embed_dims=8, hidden_dims=16, loss_weights=dict(prototype=0.0))
+    model.train()
+    result = word_patch_attention(model, torch.randn(1, 64, 64), "right lower lobe opacity.")
+    assert model.training  # mode restored
+    assert result.words == ["right", "lower", "lobe", "opacity", "."]
+    assert result.attention.shape == (5, 4, 4)
+    torch.testing.assert_close(result.attention.sum(dim=(1, 2)), torch.ones(5))
+    png = save_attention_overlay(tmp_path / "heat.png", np.random.rand(64, 64),
+                                 [("opacity", result.attention[3])],
+                                 mask=np.pad(np.ones((8, 8), bool), 28))
+    assert png.stat().st_size > 1000

@@ -1,0 +1,294 @@
+"""Does MGCA pre-training on the generated MIMIC-CXR set learn? Train, probe, localise.
+
+1. generate a synthetic MIMIC-CXR-JPG tree (or use --data);
+2. pre-train the MGCA and the ConVIRT (instance loss only) configs, each for
+   --budget-min minutes of wall time: the config's model, data pipeline and AdamW, with a
+   linear warm-up (--warmup share of the budget) then cosine decay driven by elapsed time,
+   so a run fits its budget on any machine;
+3. linear probe (frozen global features, 1 / 10 / 100 % of the training labels, several
+   seeds) of MGCA, ConVIRT and the same encoder with random weights;
+4. token attention: for the validation reports' location words ("right" / "left",
+   "upper" / "lower", "opacity", "effusion"), the share of the word->patch attention that
+   falls inside the drawn finding's mask, against chance (uniform attention); a heat-map
+   PNG overlaid on an image.
+
+Prints a table and writes ``result.json``, the checkpoints and the PNG into --out.
+
+Examples:
+  python tools/medical_pretraining_check.py --studies 1500 --budget-min 8
+  python tools/medical_pretraining_check.py --data /tmp/mimic --budget-min 1 \\
+      --fractions 0.1 1.0 --seeds 0 --out work_dirs/pretraining_check_small
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+MGCA_CONFIG = "configs/medical/mgca_resnet18_minilm_synthetic.py"
+CONVIRT_CONFIG = "configs/medical/convirt_resnet18_minilm_synthetic.py"
+LABELS = ("Lung Opacity", "Pleural Effusion", "Cardiomegaly", "Support Devices", "No Finding")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="existing synthetic MIMIC-CXR tree (default: generate)")
+    parser.add_argument("--studies", type=int, default=1500, help="studies to generate")
+    parser.add_argument("--image-size", type=int, default=192,
+                        help="side of the generated images (px)")
+    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
+    parser.add_argument("--budget-min", type=float, default=8.0,
+                        help="pre-training wall time per model, minutes")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="what the budget counts: wall time, or this process's CPU "
+                             "time (all threads; fairer on a machine shared with others)")
+    parser.add_argument("--warmup", type=float, default=0.1,
+                        help="share of the budget spent warming the lr up")
+    parser.add_argument("--mgca-config", default=MGCA_CONFIG)
+    parser.add_argument("--convirt-config", default=CONVIRT_CONFIG)
+    parser.add_argument("--skip-convirt", action="store_true")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default="work_dirs/medical_pretraining_check")
+    return parser
+
+
+def _init() -> None:
+    from mmengine.registry import init_default_scope
+
+    import interlace.domains.medical.data  # noqa: F401  registers datasets, transforms
+    import interlace.domains.medical.models  # noqa: F401  registers MGCA and encoders
+    init_default_scope("interlace")
+
+
+def _build_model(cfg, seed: int):
+    import torch
+
+    from interlace.core.engine.registry import MODELS
+    torch.manual_seed(seed)  # the random-init baseline and both runs start alike
+    return MODELS.build(cfg.model)
+
+
+def _lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up from 1 % over `warmup`, then cosine to 0, of progress in [0, 1]."""
+    if progress < warmup:
+        return 0.01 + 0.99 * progress / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / (1.0 - warmup))))
+
+
+def pretrain(cfg, data_root: str, budget_s: float, warmup: float, seed: int, name: str,
+             clock: str = "wall"):
+    """Train `cfg.model` on `data_root` for `budget_s` seconds of `clock` ('wall' or 'cpu',
+    see --clock); returns (model, history)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from interlace.core.engine.registry import DATASETS
+    from interlace.domains.medical.models import collate_image_reports
+
+    model = _build_model(cfg, seed)
+    loader_cfg = cfg.train_dataloader
+    dataset = DATASETS.build(dict(loader_cfg.dataset, data_root=data_root))
+    loader = DataLoader(dataset, batch_size=loader_cfg.batch_size, shuffle=True,
+                        drop_last=True, collate_fn=collate_image_reports,
+                        generator=torch.Generator().manual_seed(seed))
+    opt_cfg = dict(cfg.optim_wrapper.optimizer)
+    opt_cfg.pop("type")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, **opt_cfg)
+    base_lr = opt_cfg["lr"]
+    timer = time.perf_counter if clock == "wall" else time.process_time
+    history, start, epoch, steps, done = [], timer(), 0, 0, False
+    wall_start = time.perf_counter()
+    model.train()
+    while not done:
+        model.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in loader:
+            progress = (timer() - start) / budget_s
+            if progress >= 1.0:
+                done = True
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * _lr_factor(progress, warmup)
+            data = model.data_preprocessor(batch, True)
+            losses = model(**data, mode="loss")
+            total = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            steps += 1
+            count += 1
+            for key, value in dict(losses, loss=total).items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+        if count:
+            row = dict(epoch=epoch, steps=count, seconds=round(time.perf_counter() - wall_start, 1),
+                       **{k: round(v / count, 4) for k, v in sums.items()})
+            history.append(row)
+            print(f"[{name}] " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        epoch += 1
+    return model, dict(history=history, steps=steps, epochs=epoch, clock=clock,
+                       seconds=round(time.perf_counter() - wall_start, 1),
+                       budget_clock_seconds=round(timer() - start, 1))
+
+
+def _eval_transform(cfg):
+    from interlace.domains.medical.data.transforms import build_cxr_transforms
+    sizes = {step["type"]: step.get("size") for step in cfg.train_dataloader.dataset.pipeline}
+    return build_cxr_transforms(False, image_size=sizes.get("ResizeLongestPadd", 256),
+                                crop_size=sizes.get("CxrCropd", 224))
+
+
+def probe(model, cfg, data_root: str, fractions, seeds) -> dict:
+    """Linear probe of the frozen global image features (MGCA's protocol)."""
+    from interlace.domains.medical.data import CHEXPERT_LABELS, MimicCxrDataset
+    from interlace.domains.medical.evaluation import (extract_features, run_linear_probe,
+                                                      select_labels)
+    columns = [list(CHEXPERT_LABELS).index(name) for name in LABELS]
+    transform = _eval_transform(cfg)
+    splits = {}
+    for split in ("train", "validate"):
+        dataset = MimicCxrDataset(data_root, split=split, unit="study", pipeline=[transform])
+        x, y, mask, _ = extract_features(model, dataset, 64, "cpu", progress=False)
+        splits[split] = (x, y[:, columns], mask[:, columns])
+    (tx, ty, tm), (vx, vy, vm) = splits["train"], splits["validate"]
+    labels, skipped = select_labels(ty, tm, vy, vm, list(LABELS))
+    keep = [LABELS.index(name) for name in labels]
+    table = run_linear_probe(tx, ty[:, keep], tm[:, keep], vx, vy[:, keep], vm[:, keep],
+                             label_names=labels, fractions=fractions, seeds=seeds)
+    table["labels_skipped"] = skipped
+    return table
+
+
+def localisation(model, cfg, data_root: str, png: Path, max_studies: int = 150) -> dict:
+    """Attention mass of location / finding words inside the finding's mask vs chance."""
+    import numpy as np
+
+    from interlace.domains.medical.data import MimicCxrDataset
+    from interlace.domains.medical.data.synthetic import MASK_DIR
+    from interlace.domains.medical.evaluation.token_attention import (
+        attention_mass_in_mask, finding_words, save_attention_overlay, word_patch_attention)
+
+    transform = _eval_transform(cfg)
+    dataset = MimicCxrDataset(data_root, split=["validate", "test"], unit="image",
+                              pipeline=[transform])
+    by_role: dict[str, list[tuple[float, float]]] = {}
+    example = None
+    studies = 0
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        dicom_id = Path(sample["img_path"]).stem
+        words_attention = word_patch_attention(model, sample["img"], sample["report"])
+        hits = finding_words(words_attention.words)
+        if not hits:
+            continue
+        studies += 1
+        masks = {}
+        for position, finding, role in hits:
+            if finding not in masks:
+                mask_path = Path(data_root) / MASK_DIR / finding / f"{dicom_id}.png"
+                masks[finding] = transform(dict(img_path=str(mask_path)))["img"][0].numpy() > 0
+            mass, chance = attention_mass_in_mask(words_attention.attention[position],
+                                                  masks[finding])
+            key = f"{finding}:{role}"
+            by_role.setdefault(key, []).append((mass, chance))
+        if example is None and any(f == "opacity" for _, f, _ in hits):
+            example = (sample, words_attention, hits, masks["opacity"])
+        if studies >= max_studies:
+            break
+    summary = {}
+    for key, pairs in sorted(by_role.items()):
+        mass, chance = np.array(pairs).T
+        summary[key] = dict(n=len(pairs), mass=float(mass.mean()), chance=float(chance.mean()),
+                            ratio=float(mass.mean() / max(chance.mean(), 1e-9)))
+    if example is not None:
+        sample, attention, hits, mask = example
+        maps = [(attention.words[i], attention.attention[i]) for i, f, _ in hits
+                if f == "opacity"][:3]  # its first mention: side, zone, "opacity"
+        save_attention_overlay(png, sample["img"][0].numpy(), maps, mask,
+                               title=f"study {sample['study_id']}: word->patch attention; "
+                                     "white = opacity mask")
+    return dict(studies=studies, words=summary, png=str(png) if example else None)
+
+
+def _mean(table: dict, fraction: float) -> float:
+    return table["results"][str(float(fraction))]["mean_auroc"]["mean"]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+    from mmengine.config import Config
+
+    from interlace.domains.medical.data import make_synthetic_mimic
+    _init()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data_root = args.data
+    if data_root is None:
+        data_root = str(out / "data")
+        summary = make_synthetic_mimic(data_root, args.studies, args.seed,
+                                       min_size=args.image_size, max_size=args.image_size)
+        print(f"generated {summary['studies']} studies under {data_root}")
+    runs = {"mgca": args.mgca_config} if args.skip_convirt else {
+        "mgca": args.mgca_config, "convirt": args.convirt_config}
+    result: dict = dict(data=data_root, budget_min=args.budget_min, clock=args.clock,
+                        seeds=args.seeds,
+                        fractions=args.fractions, runs={})
+    tables = {}
+    for name, config in runs.items():
+        cfg = Config.fromfile(config)
+        model, history = pretrain(cfg, data_root, args.budget_min * 60, args.warmup,
+                                  args.seed, name, args.clock)
+        torch.save(model.state_dict(), out / f"{name}.pth")
+        tables[name] = probe(model, cfg, data_root, args.fractions, args.seeds)
+        result["runs"][name] = dict(config=config, training=history, probe=tables[name])
+        if name == "mgca":
+            result["localisation"] = localisation(model, cfg, data_root,
+                                                  out / "token_attention.png")
+    cfg = Config.fromfile(args.mgca_config)
+    tables["random"] = probe(_build_model(cfg, args.seed), cfg, data_root, args.fractions,
+                             args.seeds)
+    result["runs"]["random"] = dict(config=args.mgca_config, probe=tables["random"])
+
+    print(f"\nLinear probe mean AUROC x100 over labels (mean ± std over seeds {args.seeds})")
+    header = "encoder   " + "".join(f"{f * 100:>14g} %" for f in args.fractions)
+    print(header)
+    for name, table in tables.items():
+        cells = []
+        for f in args.fractions:
+            summary = table["results"][str(float(f))]["mean_auroc"]
+            cells.append(f"{summary['mean'] * 100:9.1f} ± {summary['std'] * 100:4.1f}")
+        print(f"{name:<10}" + "".join(f"{c:>16}" for c in cells))
+    low = min(args.fractions)
+    result["checks"] = dict(mgca_minus_random_at_lowest_fraction=(
+        _mean(tables["mgca"], low) - _mean(tables["random"], low)))
+    if "convirt" in tables:
+        result["checks"]["mgca_minus_convirt"] = {
+            str(f): _mean(tables["mgca"], f) - _mean(tables["convirt"], f) for f in args.fractions}
+    print(f"\nMGCA - random at {low * 100:g} %: "
+          f"{result['checks']['mgca_minus_random_at_lowest_fraction'] * 100:+.1f} AUROC points")
+    loc = result["localisation"]
+    print(f"\nToken attention on {loc['studies']} validation/test images: attention mass in "
+          "the finding's mask (chance = uniform attention)")
+    for key, row in loc["words"].items():
+        print(f"  {key:<18} n={row['n']:<4} mass={row['mass']:.3f}  chance={row['chance']:.3f}"
+              f"  ratio={row['ratio']:.1f}x")
+    print(f"heat map: {loc['png']}")
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    print(f"wrote {out / 'result.json'} ({result['seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.getcwd())
+    sys.exit(main())

@@ -40,7 +40,8 @@ GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchm
           "interaction": ["benchmarks.interaction"],
           "medical": ["benchmarks.medical"],
           "driving_data": ["benchmarks.driving_data"],
-          "remote_sensing": ["benchmarks.remote_sensing"]}
+          "remote_sensing": ["benchmarks.remote_sensing"],
+          "driving": ["benchmarks.driving"]}
 
 
 def load_cases(group: str) -> dict:

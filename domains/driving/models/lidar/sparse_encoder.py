@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
+import torch
 from torch import Tensor, nn
 
 from interlace.core.engine.registry import MODELS
@@ -213,10 +214,15 @@ class SparseEncoderSECOND(nn.Module):
         if voxel_features.shape[0] == 0:
             # spconv cannot build a tensor without sites (e.g. LiDAR dropped for the batch).
             return voxel_features.new_zeros((batch_size, self.bev_channels, *self.bev_shape))
-        x = spconv.SparseConvTensor(voxel_features, coors.int(), self.sparse_shape, batch_size)
-        x = self.conv_input(x)
-        x = self.encoder_layers(x)
-        x = self.conv_out(x)
-        dense = x.dense()                                        # (B, C, D, H, W)
+        # spconv's CPU kernels have no bf16 path (KeyError: torch.bfloat16 under CPU
+        # autocast), so the sparse encoder always runs in fp32; the dense layers after it
+        # still use the caller's autocast.
+        with torch.autocast(voxel_features.device.type, enabled=False):
+            x = spconv.SparseConvTensor(voxel_features.float(), coors.int(), self.sparse_shape,
+                                        batch_size)
+            x = self.conv_input(x)
+            x = self.encoder_layers(x)
+            x = self.conv_out(x)
+            dense = x.dense()                                    # (B, C, D, H, W)
         b, c, d, h, w = dense.shape
         return dense.view(b, c * d, h, w)

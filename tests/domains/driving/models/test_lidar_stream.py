@@ -269,3 +269,21 @@ def test_paper_scale_stream_gives_a_180_by_180_bev_and_trains():
     print(f"paper-scale LiDAR stream forward+backward on {vox['voxels'].shape[0]} voxels: "
           f"{time.perf_counter() - start:.1f} s")
     assert feats.grad.abs().sum() > 0
+
+
+def test_sparse_encoder_runs_in_fp32_under_cpu_bf16_autocast():
+    """spconv has no CPU bf16 kernels; the encoder must not fail inside autocast."""
+    import torch
+
+    from interlace.domains.driving.models.lidar import SparseEncoderSECOND
+
+    torch.manual_seed(0)
+    encoder = SparseEncoderSECOND(in_channels=5, sparse_shape=[41, 64, 64]).eval()
+    coors = torch.tensor([[0, 20, 30, 30], [0, 21, 31, 30], [0, 20, 32, 33]], dtype=torch.int32)
+    feats = torch.randn(3, 5)
+    with torch.no_grad():
+        reference = encoder(feats, coors, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = encoder(feats, coors, 1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference)

@@ -71,6 +71,7 @@ def _medical_scores() -> dict:
 
 
 REMOTE_SENSING = OUT / "remote_sensing"
+DRIVING = OUT / "driving"
 
 
 def _step_module_scores(folder: Path) -> Callable[[], dict]:
@@ -103,6 +104,11 @@ STEPS = [
          [[sys.executable, "tools/demo_steps/remote_sensing.py", "--work-dir",
            str(REMOTE_SENSING)]],
          [f"{REMOTE_SENSING}/scores.json"], _step_module_scores(REMOTE_SENSING)),
+    Step("driving", "DeepInteraction on a generated nuScenes set: generate, infos, train the "
+         "tiny fusion config, infer per sample, submission JSON, DetectionEval, PNG",
+         [[sys.executable, "tools/demo_steps/driving.py", "--work-dir", str(DRIVING)]],
+         [f"{DRIVING}/scores.json", f"{DRIVING}/results_nusc.json", f"{DRIVING}/sample.png"],
+         _step_module_scores(DRIVING)),
 ]
 
 

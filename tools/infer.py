@@ -14,6 +14,8 @@ Examples:
   python tools/infer.py CONFIG CKPT data/in --out preds --cfg-options infer_cfg.writer.indent=2
   python tools/infer.py configs/remote_sensing/skysense_segment_synthetic_tiny.py CKPT \
       data/synthetic_s1s2/labels --out maps --drop sar      # one COG per tile, optical only
+  python tools/infer.py configs/driving/deepinteraction_r50_synthetic_tiny_infer.py CKPT \
+      @val_tokens.txt --out preds --drop camera    # nuScenes sample tokens -> <token>.json
   torchrun --nproc_per_node 2 tools/infer.py CONFIG CKPT data/in --out preds --launcher pytorch
 """
 from __future__ import annotations
@@ -144,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     inputs = expand_inputs(args.inputs)
     apply_drop(cfg, args.drop, args.drop_views)
+    # A writer that records which inputs were used (e.g. the nuScenes submission `meta`)
+    # must not claim a dropped one.
+    modality = cfg.get("infer_cfg", {}).get("writer", {}).get("modality")
+    if args.drop and isinstance(modality, dict):
+        for name in args.drop:
+            if f"use_{name}" in modality:
+                modality[f"use_{name}"] = False
 
     import torch
     import torch.distributed as torch_dist

@@ -8,7 +8,8 @@ How it plugs into ``tools/infer.py`` (see :mod:`interlace.core.engine.batch_infe
   :func:`write_sample_tokens` writes the list of every sample of an info file::
 
       python -c "from interlace.domains.driving.evaluation.inference_io import *; \\
-          write_sample_tokens('data/nuscenes_synthetic/nuscenes_infos_val.pkl', 'work_dirs/val_tokens.txt')"
+          write_sample_tokens('data/nuscenes_synthetic/nuscenes_infos_val.pkl', \\
+                              'work_dirs/val_tokens.txt')"
       python tools/infer.py configs/driving/deepinteraction_r50_synthetic_tiny_infer.py \\
           CKPT @work_dirs/val_tokens.txt --out work_dirs/preds [--drop camera]
 

@@ -43,7 +43,7 @@ def _pipelines(cfg: Config):
 
 
 def test_every_driving_config_is_covered():
-    found = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
+    found = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.endswith("_infer"))
     assert found == sorted(PAPER + TINY)
 
 

@@ -1,15 +1,17 @@
 # DeepInteraction at CPU size on the generated database (see _base_/synthetic_tiny.py):
-# the LiDAR stream of transfusion_l_synthetic_tiny.py (20 x 20 BEV of 3.2 m cells), 6
-# cameras at 96 x 160 through ResNet-18 + FPN (32 channels, stride 4 -> 24 x 40), a 2-layer
-# x 32 interaction encoder, 20 queries, decoder layers ('a', 'b', 'a'). Name kept parallel
+# the LiDAR stream of transfusion_l_synthetic_tiny.py (64 x 64 BEV of 1.6 m cells over
+# +-51.2 m), 6 cameras at 96 x 160 through ResNet-18 + FPN (32 channels, stride 4 -> 24 x 40),
+# a 2-layer x 32 interaction encoder, 64 queries, decoder layers ('a', 'b', 'a'). Name kept parallel
 # to deepinteraction_r50_nus.py; the backbone is ResNet-18 for CPU time.
 #   python tools/train.py configs/driving/deepinteraction_r50_synthetic_tiny.py
 # Two-stage start (train the LiDAR-only config first):
 #   python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
 #       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
+# Both stages, scored against each other on held-out generated scenes (issue 5; ~40 min):
+#   python tools/driving_fusion_check.py
 _base_ = ["./_base_/synthetic_tiny.py"]
 
-point_cloud_range = [-32.0, -32.0, -5.0, 32.0, 32.0, 3.0]
+point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 embed_dims = 32
 
 model = dict(
@@ -25,15 +27,15 @@ model = dict(
         neck=dict(type="FeaturePyramidNetwork", in_channels=[64, 128, 256, 512],
                   out_channels=32, num_outs=4, out_indices=[0])),
     pillar_grid=dict(type="PillarPointGrid", point_cloud_range=point_cloud_range,
-                     pillar_size=(3.2, 3.2), max_points_per_pillar=20),
+                     pillar_size=(1.6, 1.6), max_points_per_pillar=20),
     interaction_encoder=dict(type="DualStreamEncoder", num_layers=2, num_heads=4, ffn_dims=64,
                              num_points=4, spreading="ray", num_summary=4),
     embed_dims=embed_dims,
     num_bev_levels=1,
     use_lidar_only_heatmap=True,
-    ray_depths=[1.0 + 3.0 * i for i in range(12)],
+    ray_depths=[1.0 + 4.0 * i for i in range(13)],
     bbox_head=dict(
-        type="InteractionDetectionHead", num_classes=10, embed_dims=embed_dims, num_queries=20,
+        type="InteractionDetectionHead", num_classes=10, embed_dims=embed_dims, num_queries=64,
         layer_streams=("a", "b", "a"), heatmap_channels=32,
         bbox_coder={{_base_.bbox_coder}},
         decoder=dict(num_heads=4, ffn_dims=64, grid_size=3, dynamic_dims=8)),

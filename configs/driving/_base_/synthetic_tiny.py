@@ -1,5 +1,6 @@
-# The generated nuScenes-layout database at CPU size: +-32 m, 3 sweeps, 6 cameras resized
-# from 225 x 400 to 96 x 160. Make it with
+# The generated nuScenes-layout database at CPU size: +-51.2 m (the generator places objects
+# up to their nuScenes evaluation range, 50 m for vehicles, so a smaller range loses boxes that
+# mAP counts), 3 sweeps, 6 cameras resized from 225 x 400 to 96 x 160. Make it with
 #   python tools/make_synthetic.py driving --out data/nuscenes_synthetic --scenes 4 --samples-per-scene 10
 #   python tools/create_data.py nuscenes --root data/nuscenes_synthetic --version v1.0-mini \
 #       --out data/nuscenes_synthetic --max-sweeps 3
@@ -7,7 +8,7 @@ _base_ = ["../../_base_/default_runtime.py"]
 
 data_root = "data/nuscenes_synthetic"
 version = "v1.0-mini"
-point_cloud_range = [-32.0, -32.0, -5.0, 32.0, 32.0, 3.0]
+point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 voxel_size = [0.4, 0.4, 0.2]
 class_names = ["car", "truck", "construction_vehicle", "bus", "trailer", "barrier",
                "motorcycle", "bicycle", "pedestrian", "traffic_cone"]
@@ -72,19 +73,24 @@ val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 
 # The CPU-size LiDAR stream of the *_synthetic_tiny configs: 0.4 x 0.4 x 0.2 m voxels over
-# +-32 m (sparse shape 41 x 160 x 160) -> a 64-channel 20 x 20 BEV of 3.2 m cells, a
-# quarter of the paper's channels and 2 instead of 5 layers per backbone stage.
+# +-51.2 m (sparse shape 41 x 256 x 256), sparse stages strided 2-2-1-1 (stride 4 instead of
+# the paper's 8) -> a 64-channel 64 x 64 BEV of 1.6 m cells (the paper's cells are 0.6 m;
+# 3.2 m cells put a cyclist, a pedestrian and a cone in one cell), a quarter of the
+# paper's channels and 2 instead of 5 layers per backbone stage.
+bev_stride = 4
 voxel_layer = dict(max_num_points=10, point_cloud_range=point_cloud_range,
                    voxel_size=voxel_size, max_voxels=(40000, 40000))
 lidar_encoder = dict(
     type="LidarBEVEncoder",
     voxel_encoder=dict(type="MeanVoxelEncoder", num_features=5),
-    middle_encoder=dict(type="SparseEncoderSECOND", in_channels=5, sparse_shape=[41, 160, 160],
-                        base_channels=8, output_channels=32,
-                        encoder_channels=((8, 8, 16), (16, 16, 32), (32, 32, 32), (32, 32))),
-    backbone=dict(type="SECONDBackbone", in_channels=64, out_channels=[32, 64],
+    middle_encoder=dict(type="SparseEncoderSECOND", in_channels=5, sparse_shape=[41, 256, 256],
+                        base_channels=8, output_channels=16,
+                        encoder_channels=((8, 8, 16), (16, 16, 32), (32, 32, 32), (32, 32)),
+                        encoder_strides=(2, 2, 1, 1)),
+    backbone=dict(type="SECONDBackbone", in_channels=80, out_channels=[32, 64],
                   layer_nums=[2, 2], layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[32, 64], out_channels=[32, 32],
               upsample_strides=[1, 2]))
-bbox_coder = dict(pc_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=8,
-                  post_center_range=[-40.0, -40.0, -10.0, 40.0, 40.0, 10.0])
+bbox_coder = dict(pc_range=point_cloud_range, voxel_size=voxel_size[:2],
+                  out_size_factor=bev_stride,
+                  post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0])

@@ -165,7 +165,7 @@ def test_predict_fills_pred_instances_3d_with_boxes(which, lidar_cfg, fusion_cfg
     for sample in samples:
         pred = sample.pred_instances_3d
         n = pred.bboxes_3d.shape[0]
-        assert 0 < n <= 20 and pred.bboxes_3d.shape == (n, 9)
+        assert 0 < n <= 64 and pred.bboxes_3d.shape == (n, 9)
         assert pred.scores_3d.shape == (n,) and pred.labels_3d.shape == (n,)
         assert torch.isfinite(pred.bboxes_3d).all()
         assert bool((pred.scores_3d[:-1] >= pred.scores_3d[1:]).all())
@@ -179,9 +179,9 @@ def test_tensor_mode_returns_the_heatmaps_and_last_layer(fusion_cfg, fusion_batc
     with torch.no_grad():
         data = model.data_preprocessor(copy.deepcopy(fusion_batch), False)
         out = model(**data, mode="tensor")
-    assert out["dense_heatmaps"]["bev"].shape == (1, 10, 20, 20)
-    assert out["dense_heatmaps"]["lidar_only"].shape == (1, 10, 20, 20)
-    assert out["predictions"]["heatmap"].shape == (1, 20, 10)
+    assert out["dense_heatmaps"]["bev"].shape == (1, 10, 64, 64)
+    assert out["dense_heatmaps"]["lidar_only"].shape == (1, 10, 64, 64)
+    assert out["predictions"]["heatmap"].shape == (1, 64, 10)
 
 
 # --- missing sensors ----------------------------------------------------------------------

@@ -156,9 +156,9 @@ def test_tiny_configs_are_sized_for_a_cpu(name):
     cfg = load(name)
     model = built(name)
     assert cfg.data_root == "data/nuscenes_synthetic" and cfg.version == "v1.0-mini"
-    assert model.lidar_encoder.bev_shape == (20, 20)
-    assert model.bbox_head.num_queries <= 32
+    assert model.lidar_encoder.bev_shape == (64, 64)
+    assert model.bbox_head.num_queries <= 64
     if name.startswith("deepinteraction"):
         assert model.camera_encoder.backbone.resnet.layer1[0].conv1.kernel_size == (3, 3)  # ResNet-18
-        assert model.pillar_grid.grid_shape == (20, 20)
+        assert model.pillar_grid.grid_shape == (64, 64)
         assert sum(p.numel() for p in model.parameters()) < 15e6

@@ -169,13 +169,6 @@ def format_table(result: dict) -> str:
     return "\n".join(out + (["errors:"] + errors if errors else []))
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
@@ -204,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                          "cuda": torch.cuda.is_available(), "date": time.strftime("%Y-%m-%d %H:%M")}
     suffix = "" if args.scale == "full" else f"-{args.scale}"
     out = args.out or Path("work_dirs/benchmarks") / f"{args.group}{suffix}.json"
+    from interlace.core.engine.atomic_files import write_json_atomic  # torch-free parent until here
     write_json_atomic(out, result)
     print()
     print(format_table(result))

@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from interlace.core.engine.atomic_files import write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "driving"
 FUSION = "deepinteraction_r50_synthetic_tiny"
@@ -248,15 +250,9 @@ def _run_steps(work_dir: Path, scenes: int, samples_per_scene: int, epochs: int,
     result = dict(scores=scores, outputs=outputs, detector=name, epochs=epochs,
                   iterations=iterations, seconds=round(time.perf_counter() - start, 1),
                   step_seconds=times)
-    _write_json(work_dir / "scores.json", result)
+    write_json_atomic(work_dir / "scores.json", result)
     say(f"done in {result['seconds']} s; {work_dir / 'scores.json'}")
     return result
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

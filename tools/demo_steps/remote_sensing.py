@@ -30,6 +30,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from interlace.core.engine.atomic_files import write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_pretrain_synthetic_tiny.py"
 SEGMENT_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_segment_synthetic_tiny.py"
@@ -224,15 +226,9 @@ def _run_steps(work_dir: Path, size: int, dates: int, pretrain_epochs: int,
     say(f"6. preview (RGB | prediction | label): {preview}")
     result = dict(scores=scores, outputs=outputs, seconds=round(time.perf_counter() - start, 1),
                   step_seconds=times)
-    _write_json(work_dir / "scores.json", result)
+    write_json_atomic(work_dir / "scores.json", result)
     say(f"done in {result['seconds']} s; {work_dir / 'scores.json'}")
     return result
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -28,12 +28,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
+
+from interlace.core.engine.atomic_files import write_json_atomic as _write_json_atomic
 
 from ..data.nuscenes_names import CLASSES, EVAL_RANGE, attribute_for
 from .box_frames import lidar_to_global
@@ -278,19 +279,9 @@ def validate_submission(submission: Any, expected_tokens: Optional[Iterable[str]
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write `payload` as JSON under a temporary name in the target folder, then rename,
-    so a reader never sees a half-written file. NaN / infinity are refused."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, allow_nan=False)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `payload` as compact JSON atomically; NaN / infinity are refused, as the
+    devkit's loader would choke on them."""
+    return _write_json_atomic(path, payload, indent=None, allow_nan=False)
 
 
 def write_submission(submission: Mapping[str, Any], path: str | os.PathLike,

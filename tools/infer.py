@@ -28,7 +28,7 @@ import sys
 
 from interlace.core.engine.cli import (ToolError, add_drop_arguments, add_run_arguments,
                                        apply_drop, load_config, parse_run_arguments, run_cli,
-                                       setup_distributed)
+                                       setup_distributed, teardown_distributed)
 
 _GLOB_CHARS = set("*?[")
 _MAX_FAILURES_SHOWN = 20
@@ -182,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.drop:
             print(f"dropped modalities: {', '.join(cfg.model.drop_modalities)}")
         print_summary(summary, len(inputs), args.out)
-    if torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+    teardown_distributed()
     return 1 if summary.total and summary.failed == summary.total else 0
 
 

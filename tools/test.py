@@ -19,7 +19,7 @@ from mmengine.config import Config
 from interlace.core.engine.cli import (ToolError, add_drop_arguments, add_run_arguments,
                                        apply_drop, build_runner, load_config,
                                        model_init_params, parse_run_arguments, run_cli,
-                                       setup_distributed)
+                                       setup_distributed, teardown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    teardown_distributed()
     if args.drop:
         print(f"dropped modalities: {', '.join(cfg.model.drop_modalities)}")
     if metrics:

@@ -13,7 +13,7 @@ import sys
 
 from interlace.core.engine.cli import (add_run_arguments, apply_resume, build_runner,
                                        enable_amp, load_config, parse_run_arguments, run_cli,
-                                       setup_distributed)
+                                       setup_distributed, teardown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     apply_resume(cfg, args.resume)
     runner = build_runner(cfg)
     runner.train()
+    teardown_distributed()
     return 0
 
 

@@ -228,3 +228,14 @@ def apply_drop(cfg: Config, names: Optional[list[str]], drop_views: Optional[int
             raise ToolError(f"--drop-views {drop_views}: model {model_type} has no "
                             "`drop_views` option (it takes no camera views)")
         model_cfg["drop_views"] = drop_views
+
+
+def teardown_distributed() -> None:
+    """Wait for every rank, then destroy the process group. Leaving a gloo group alive at
+    interpreter exit lets its threads be killed mid-wait ("terminate called without an
+    active exception", SIGABRT), which torchrun reports as a failed run."""
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

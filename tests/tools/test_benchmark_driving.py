@@ -26,6 +26,9 @@ def test_driving_benchmark_smoke_reports_stages_flops_and_peak_fraction(tmp_path
 
     peak = json.loads(rows["matmul_peak"]["ours"]["notes"])["matmul_peak"]
     assert peak["fp32"] > 0 and peak["bf16"] > 0
+    for dtype in ("fp32", "bf16"):  # the ceiling is the faster of the two GEMM paths
+        assert set(peak[f"{dtype}_by"]) == {"matmul", "conv1x1"}
+        assert peak[dtype] == max(peak[f"{dtype}_by"].values())
 
     for case in DETECTOR_CASES:
         notes = json.loads(rows[case]["ours"]["notes"])

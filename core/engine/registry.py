@@ -33,6 +33,7 @@ _LOCATIONS: dict[str, list[str]] = {
     "task util": ["interlace.core.interaction", "interlace.core.engine"],
     "visualizer": ["interlace.core.engine"],
     "inference io": ["interlace.core.engine"],
+    "loop": ["interlace.core.engine"],
 }
 
 _MESSAGE = re.compile(r"`?(?P<type>[\w.:]+)`? is not in the (?:(?P<scope>[\w.]+)::)?(?P<name>[\w ]+?) registry")

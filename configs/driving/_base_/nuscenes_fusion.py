@@ -85,7 +85,8 @@ param_scheduler = [
     dict(type="CosineAnnealingMomentum", T_max=max_epochs - rise_epochs, eta_min=1, begin=rise_epochs,
          end=max_epochs, by_epoch=True, convert_to_iter_based=True),
 ]
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type="ResumableEpochBasedTrainLoop", max_epochs=max_epochs,
+                 val_interval=max_epochs)  # resumes mid-epoch (core/engine/loops.py)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -68,7 +68,9 @@ optim_wrapper = dict(type="OptimWrapper",
                      clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [dict(type="CosineAnnealingLR", T_max=4, eta_min=lr * 0.01, begin=0, end=4,
                         by_epoch=True, convert_to_iter_based=True)]
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=4, val_interval=4)
+# Resumes mid-epoch to the same weights (core/engine/loops.py); checkpoint by iteration
+# (default_hooks.checkpoint.by_epoch=False) to stop and resume inside an epoch.
+train_cfg = dict(type="ResumableEpochBasedTrainLoop", max_epochs=4, val_interval=4)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 

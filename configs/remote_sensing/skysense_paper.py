@@ -40,11 +40,18 @@ model = dict(
                                patch_size=4, out_stage=3),
         embed_dims=embed_dims, num_layers=4, num_heads=16, grid_stride=4,
         # 16 x 16 positions x batch sequences; chunks keep the attention matrices bounded.
-        chunk_size=4096, checkpoint_chunks=True),
+        chunk_size=4096, checkpoint_chunks=True,
+        # still a learned table of days; starts as annual sines/cosines (DayOfYearEncoding)
+        day_of_year_init="harmonic"),
     projection_dims=256,
     crop_size=48, min_overlap=4, num_view_dates=8, temperature=0.1,
     object_loss=dict(num_prototypes=16, temperature=0.1),
     image_loss=dict(type="InstanceContrastiveLoss", temperature=0.2),
+    # Pixel and image levels as DINO-style self-distillation over prototypes (the
+    # teacher-student form; InfoNCE over a chip's cells learns position, not land cover).
+    # Remove this to use InfoNCE (`temperature` / `image_loss` above).
+    distillation=dict(num_prototypes=1024, student_temperature=0.1, teacher_temperature=0.04,
+                      center_momentum=0.9),
     loss_weights=dict(pixel=1.0, object=1.0, image=1.0, cross_modal=1.0),
     geo_prototypes=dict(type="GeoContextPrototypes", lat_bins=64, lon_bins=64,
                         num_prototypes=100, momentum=0.99),

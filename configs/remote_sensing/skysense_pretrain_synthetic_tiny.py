@@ -16,10 +16,15 @@ model = dict(
                          stride=2),
             sar=dict(type="ConvSpatialEncoder", in_channels=2, out_channels=embed_dims,
                      stride=2)),
-        embed_dims=embed_dims, num_layers=2, num_heads=4, grid_stride=2),
+        embed_dims=embed_dims, num_layers=2, num_heads=4, grid_stride=2,
+        # annual sine/cosine start of the learned date table: from a normal start the
+        # two crops (same spectra, green-up 80 days apart) stayed at IoU 35 / 3 after
+        # 100 fully supervised steps; from this start they reach 96 / 96
+        day_of_year_init="harmonic"),
     projection_dims=32,
     crop_size=24, min_overlap=4, num_view_dates=6,
     object_loss=dict(num_prototypes=8),
+    distillation=dict(num_prototypes=64),
     loss_weights=dict(pixel=1.0, object=0.5, image=1.0, cross_modal=0.5),
     geo_prototypes=dict(lat_bins=4, lon_bins=8, num_prototypes=8),
     data_preprocessor=dict(high_res_key=None),  # the tiny encoder has no high-res stream

@@ -3,7 +3,8 @@
 Importing this package registers in the ``interlace`` MODELS registry the spatial
 backbones (``ConvSpatialEncoder``, ``ResNetSpatialEncoder``, ``ViTSpatialEncoder``,
 ``SwinSpatialEncoder``), ``TimeSeriesDataPreprocessor``, ``GeoContextPrototypes``,
-``ObjectContrastiveLoss``, ``SkySensePretrainer``, the heads (``SegmentationHead``, ``SceneClassificationHead``) and
+``ObjectContrastiveLoss``, ``PrototypeDistillationLoss``, ``SkySensePretrainer``, the heads
+(``SegmentationHead``, ``SceneClassificationHead``) and
 ``SkySenseSegmentor`` / ``SkySenseClassifier``; and ``EMATeacherHook`` in HOOKS. The
 encoder itself (``FactorizedSpatioTemporalEncoder``) lives in ``interlace.core.temporal``.
 """
@@ -19,6 +20,7 @@ from .heads import SceneClassificationHead, SegmentationHead
 from .hooks import EMATeacherHook
 from .multi_granularity_losses import ObjectContrastiveLoss, dense_info_nce
 from .pretrainer import SkySensePretrainer
+from .prototype_distillation import PrototypeDistillationLoss
 from .spatial_backbones import (ConvSpatialEncoder, ResNetSpatialEncoder, SwinSpatialEncoder,
                                 ViTSpatialEncoder)
 
@@ -26,6 +28,6 @@ __all__ = [
     "ContrastiveViewSampler", "ViewPair", "TimeSeriesDataPreprocessor", "SkySenseClassifier",
     "SkySenseSegmentor", "cosine_momentum", "ema_update_", "make_teacher",
     "GeoContextPrototypes", "SceneClassificationHead", "SegmentationHead", "EMATeacherHook",
-    "ObjectContrastiveLoss", "dense_info_nce", "SkySensePretrainer", "ConvSpatialEncoder",
+    "ObjectContrastiveLoss", "dense_info_nce", "PrototypeDistillationLoss", "SkySensePretrainer", "ConvSpatialEncoder",
     "ResNetSpatialEncoder", "SwinSpatialEncoder", "ViTSpatialEncoder",
 ]

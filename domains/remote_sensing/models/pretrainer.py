@@ -6,11 +6,14 @@ dates, shifted crops; :mod:`.contrastive_views`). For every *branch* — each st
 own features (mean over the view's valid dates), the high-res stream if any, and the
 fused feature — the student's projected embeddings are contrasted with the teacher's:
 
-* pixel level: per grid cell of the views' overlap, InfoNCE over the sample's cells;
+* pixel level: per grid cell of the views' overlap, InfoNCE over the sample's cells, or
+  (with ``distillation``) DINO-style self-distillation over prototypes
+  (:class:`PrototypeDistillationLoss`; SkySense's teacher-student form);
 * object level: Sinkhorn-Knopp clusters of the cells, pooled and contrasted
   (:class:`ObjectContrastiveLoss`);
 * image level: the pooled embedding, InfoNCE across the global batch
-  (:class:`~interlace.core.alignment.InstanceContrastiveLoss`, gathers over ranks);
+  (:class:`~interlace.core.alignment.InstanceContrastiveLoss`, gathers over ranks), or the
+  same self-distillation with ``distillation``;
 
 plus a cross-modal term: pixel-level InfoNCE between the student's embeddings of two
 streams (SAR and optical) at the same cell. Each term is logged as ``loss_<term>_<branch>``
@@ -34,6 +37,7 @@ from .contrastive_views import ContrastiveViewSampler
 from .data_preprocessor import TimeSeriesDataPreprocessor
 from .ema_teacher import ema_update_, make_teacher
 from .multi_granularity_losses import ObjectContrastiveLoss, dense_info_nce
+from .prototype_distillation import PrototypeDistillationLoss
 
 __all__ = ["SkySensePretrainer", "encoder_arguments"]
 
@@ -97,6 +101,9 @@ class SkySensePretrainer(BaseModel):
         temperature: pixel / cross-modal InfoNCE temperature.
         object_loss: :class:`ObjectContrastiveLoss` settings (``embed_dims`` is set).
         image_loss: image-level loss config (default ``InstanceContrastiveLoss``, T = 0.2).
+        distillation: :class:`PrototypeDistillationLoss` settings (``embed_dims`` is set):
+            if given, the pixel and image levels are self-distillation over prototypes
+            (one loss per branch and level) instead of InfoNCE.
         loss_weights: ``dict(pixel=, object=, image=, cross_modal=)``, missing = 1, 0 skips.
         geo_prototypes: optional :class:`GeoContextPrototypes` config (``embed_dims`` set).
         view_seed: seed of the view sampler (None = global RNG).
@@ -108,6 +115,7 @@ class SkySensePretrainer(BaseModel):
                  num_view_dates: Optional[int] = None, temperature: float = 0.1,
                  object_loss: Optional[dict] = None, image_loss: Optional[dict] = None,
                  loss_weights: Optional[dict[str, float]] = None,
+                 distillation: Optional[dict] = None,
                  geo_prototypes: Optional[dict] = None, view_seed: Optional[int] = None,
                  data_preprocessor: Optional[dict | nn.Module] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -137,7 +145,14 @@ class SkySensePretrainer(BaseModel):
                 b: ObjectContrastiveLoss(projection_dims, **cfg) for b in branches})
         self.image_loss = (MODELS.build(image_loss or dict(type="InstanceContrastiveLoss",
                                                            temperature=0.2))
-                           if self.loss_weights["image"] else None)
+                           if self.loss_weights["image"] and distillation is None else None)
+        self.distillation = None
+        if distillation is not None:
+            cfg = dict(distillation)
+            cfg.pop("type", None)
+            self.distillation = nn.ModuleDict({
+                f"{level}_{b}": PrototypeDistillationLoss(projection_dims, **cfg)
+                for level in ("pixel", "image") if self.loss_weights[level] for b in branches})
         self.geo_prototypes = None
         if geo_prototypes is not None:
             self.geo_prototypes = MODELS.build(dict(geo_prototypes, embed_dims=dims))
@@ -209,13 +224,19 @@ class SkySensePretrainer(BaseModel):
             t_ov = t_emb[:, t_top:t_top + height, t_left:t_left + width].flatten(1, 2)
             valid = (s_valid[:, s_top:s_top + height, s_left:s_left + width]
                      & t_valid[:, t_top:t_top + height, t_left:t_left + width]).flatten(1)
-            if w["pixel"]:
+            if w["pixel"] and self.distillation is not None:
+                losses[f"loss_pixel_{branch}"] = w["pixel"] * self.distillation[
+                    f"pixel_{branch}"](s_ov, t_ov, valid)
+            elif w["pixel"]:
                 losses[f"loss_pixel_{branch}"] = w["pixel"] * dense_info_nce(
                     s_ov, t_ov, valid, self.temperature)
             if self.object_losses is not None:
                 losses[f"loss_object_{branch}"] = w["object"] * self.object_losses[branch](
                     s_ov, t_ov, valid)
-            if self.image_loss is not None:
+            if w["image"] and self.distillation is not None:
+                losses[f"loss_image_{branch}"] = w["image"] * self.distillation[
+                    f"image_{branch}"](_masked_mean(s_emb, s_valid), _masked_mean(t_emb, t_valid))
+            elif self.image_loss is not None:
                 losses[f"loss_image_{branch}"] = w["image"] * self.image_loss(
                     _masked_mean(s_emb, s_valid), _masked_mean(t_emb, t_valid))
         if w["cross_modal"]:

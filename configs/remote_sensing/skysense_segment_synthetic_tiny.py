@@ -18,7 +18,11 @@ model = dict(
                          stride=2),
             sar=dict(type="ConvSpatialEncoder", in_channels=2, out_channels=embed_dims,
                      stride=2)),
-        embed_dims=embed_dims, num_layers=2, num_heads=4, grid_stride=2),
+        embed_dims=embed_dims, num_layers=2, num_heads=4, grid_stride=2,
+        # annual sine/cosine start of the learned date table: from a normal start the
+        # two crops (same spectra, green-up 80 days apart) stayed at IoU 35 / 3 after
+        # 100 fully supervised steps; from this start they reach 96 / 96
+        day_of_year_init="harmonic"),
     head=dict(type="SegmentationHead", num_classes=num_classes, hidden_dims=64),
     geo_prototypes=dict(type="GeoContextPrototypes", lat_bins=4, lon_bins=8, num_prototypes=8),
     update_prototypes=True,

@@ -99,6 +99,8 @@ class FactorizedSpatioTemporalEncoder(nn.Module):
         min_valid_fraction: see :func:`pool_valid_mask`.
         chunk_size, checkpoint_chunks: memory controls of the temporal transformer
             (:class:`TemporalFusionTransformer`), in sequences (grid positions x batch).
+        day_of_year_init: start of the learned day-of-year table, ``'normal'`` or
+            ``'harmonic'`` (see :class:`DayOfYearEncoding`).
     """
 
     def __init__(self, backbones: Mapping[str, dict | nn.Module], embed_dims: int = 64,
@@ -107,7 +109,7 @@ class FactorizedSpatioTemporalEncoder(nn.Module):
                  grid_stride: Optional[int] = None,
                  high_res_backbone: Optional[dict | nn.Module] = None,
                  min_valid_fraction: float = 0.0, chunk_size: Optional[int] = None,
-                 checkpoint_chunks: bool = False) -> None:
+                 checkpoint_chunks: bool = False, day_of_year_init: str = "normal") -> None:
         super().__init__()
         if not backbones:
             raise ValueError("FactorizedSpatioTemporalEncoder needs at least one backbone")
@@ -125,7 +127,7 @@ class FactorizedSpatioTemporalEncoder(nn.Module):
         self.grid_size = tuple(grid_size) if grid_size is not None else None
         self.grid_stride = grid_stride
         self.min_valid_fraction = min_valid_fraction
-        self.day_of_year = DayOfYearEncoding(embed_dims)
+        self.day_of_year = DayOfYearEncoding(embed_dims, day_of_year_init)
         # One learned embedding per stream (last row: the high-res stream) tells the
         # transformer which sensor a token comes from (SkySense's modality embedding).
         self.stream_embedding = nn.Parameter(torch.zeros(len(self.stream_names) + 1, embed_dims))

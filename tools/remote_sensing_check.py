@@ -9,7 +9,8 @@
    of the 32 x 32 px chips of the training tiles, drawn at random; every pixel of a drawn
    chip is labelled, so it is also ~5 % of the labelled pixels) from the pre-trained encoder
    and from random initialisation, same steps and seed; mIoU on every chip of the
-   held-out tiles;
+   held-out tiles; repeated for --label-seeds labelled subsets (each its own seed), and
+   the check is on the mean (pre-training + every fine-tune within 20 minutes);
 4. clouds: on the same tiles with at least --cloudy-fraction of the dates of every chip
    cloudy (a date is cloudy in a chip when more than half of its S2 pixels are masked;
    the generator's own clouds count, and where there are fewer, more dates are masked
@@ -32,21 +33,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 PRETRAIN_CONFIG = "configs/remote_sensing/skysense_pretrain_check_tiny.py"
 SEGMENT_CONFIG = "configs/remote_sensing/skysense_segment_check_tiny.py"
 TIME_ONLY_CLASSES = ("crop_early", "crop_late")
-# A date counts as cloudy in a chip when more than this share of its S2 pixels is masked.
-CLOUDY_CHIP_SHARE = 0.5
 
-Batch = dict[str, Any]
-View = Callable[[Batch, list[int], bool], Batch]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for checks.* (as benchmark.py)
+from checks.remote_sensing_runs import (CLOUDY_CHIP_SHARE, Batch, View,  # noqa: E402,F401
+                                        cloudy_share, collate, evaluate, finetune,
+                                        identity_view, make_cloudy_view, make_single_date_view,
+                                        pretrain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of the pre-training budget spent warming the lr up")
     parser.add_argument("--finetune-steps", type=int, default=100, help="steps per fine-tune")
     parser.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch")
+    parser.add_argument("--label-seeds", type=int, default=3,
+                        help="labelled subsets (seeds) the 5 %% comparison averages over")
+    parser.add_argument("--protocols", nargs="+", default=["finetune", "frozen"],
+                        choices=["finetune", "frozen"],
+                        help="5 %% comparison: fine-tune everything, and/or train the head on a "
+                             "frozen encoder")
     parser.add_argument("--label-fraction", type=float, default=0.05,
                         help="share of the training chips whose labels are used in step 3")
     parser.add_argument("--cloudy-fraction", type=float, default=0.5,
@@ -93,200 +100,6 @@ def _init() -> None:
     import interlace.domains.remote_sensing.models  # noqa: F401  registers the models
     init_default_scope("interlace")
     MMLogger.get_current_instance().setLevel(logging.WARNING)
-
-
-# -- data ------------------------------------------------------------------------------
-
-def collate(chips: list[dict], indices: list[int], rng=None) -> Batch:
-    """`collate_time_series` of the chips; with `rng`, one random flip / 90° rotation."""
-    import torch
-
-    from interlace.domains.remote_sensing.data import collate_time_series
-    batch = collate_time_series([chips[i] for i in indices])
-    if rng is None:
-        return batch
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-
-    def move(x: torch.Tensor) -> torch.Tensor:
-        x = torch.rot90(x, turns, dims=(-2, -1))
-        return x.flip(-1) if flip else x
-    for key in ("s2", "s2_valid", "s1", "s1_valid"):
-        batch["inputs"][key] = move(batch["inputs"][key])
-    for sample in batch["data_samples"]:
-        sample.gt_sem_seg = move(sample.gt_sem_seg)
-    return batch
-
-
-def cloudy_share(valid_s2) -> "Any":
-    """(B, T, H, W) bool validity -> (B, T) bool: is the date cloudy in the chip."""
-    return (~valid_s2).float().flatten(2).mean(2) > CLOUDY_CHIP_SHARE
-
-
-def make_cloudy_view(fraction: float, seed: int) -> View:
-    """Mask whole dates as overcast so >= `fraction` of each chip's dates are cloudy;
-    which dates depends only on the chip (its index), as real clouds would."""
-    import torch
-
-    def view(batch: Batch, indices: list[int], training: bool) -> Batch:
-        inputs = batch["inputs"]
-        cloudy = cloudy_share(inputs["s2_valid"])
-        dates = inputs["s2"].shape[1]
-        wanted = math.ceil(fraction * dates - 1e-9)
-        for row, index in enumerate(indices):
-            missing = wanted - int(cloudy[row].sum())
-            if missing <= 0:
-                continue
-            generator = torch.Generator().manual_seed(seed * 100003 + index)
-            clear = (~cloudy[row]).nonzero().flatten()
-            chosen = clear[torch.randperm(len(clear), generator=generator)[:missing]]
-            inputs["s2_valid"][row, chosen] = False
-            inputs["s2"][row, chosen] = 0.0
-        return batch
-    return view
-
-
-def make_single_date_view(seed: int) -> View:
-    """Keep one date (S2 and S1 of the same index): a random clear one per chip, fixed per
-    chip at evaluation, drawn anew at each training step."""
-    import torch
-
-    def view(batch: Batch, indices: list[int], training: bool) -> Batch:
-        inputs = batch["inputs"]
-        clear = ~cloudy_share(inputs["s2_valid"]) & (inputs["s2_doy"] > 0)
-        picks = []
-        for row, index in enumerate(indices):
-            generator = None if training else torch.Generator().manual_seed(seed * 7919 + index)
-            options = clear[row].nonzero().flatten()
-            if len(options) == 0:
-                options = torch.arange(clear.shape[1])
-            picks.append(int(options[torch.randint(len(options), (1,), generator=generator)]))
-        pick = torch.tensor(picks)
-        rows = torch.arange(len(picks))
-        for name in ("s2", "s1"):
-            for key in (name, f"{name}_doy", f"{name}_valid"):
-                inputs[key] = inputs[key][rows, pick].unsqueeze(1).contiguous()
-        return batch
-    return view
-
-
-def identity_view(batch: Batch, indices: list[int], training: bool) -> Batch:
-    return batch
-
-
-# -- training --------------------------------------------------------------------------
-
-def _lr_factor(progress: float, warmup: float) -> float:
-    """Linear warm-up from 1 % over `warmup`, then cosine to 0, of progress in [0, 1]."""
-    if progress < warmup:
-        return 0.01 + 0.99 * progress / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / (1.0 - warmup))))
-
-
-def _optimizer(cfg, model):
-    import torch
-    opt_cfg = dict(cfg.optim_wrapper.optimizer)
-    opt_cfg.pop("type")
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], **opt_cfg)
-
-
-def pretrain(cfg, chips: list[dict], budget_s: float, warmup: float, batch_size: int,
-             seed: int) -> tuple[Any, dict]:
-    """Train the SkySense pre-trainer for `budget_s` seconds; returns (model, history)."""
-    import numpy as np
-    import torch
-
-    from interlace.core.engine.registry import MODELS
-    from interlace.domains.remote_sensing.models.ema_teacher import cosine_momentum
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.update_teacher(0.0)
-    ema = next(h for h in cfg.custom_hooks if h["type"] == "EMATeacherHook")
-    optimizer = _optimizer(cfg, model)
-    base_lr = optimizer.param_groups[0]["lr"]
-    rng = np.random.default_rng(seed)
-    model.train()
-    history, start, steps, window = [], time.perf_counter(), 0, []
-    while True:
-        progress = (time.perf_counter() - start) / budget_s
-        if progress >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = base_lr * _lr_factor(progress, warmup)
-        batch = collate(chips, rng.choice(len(chips), batch_size, replace=False).tolist(), rng)
-        losses = model(**model.data_preprocessor(batch, True), mode="loss")
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        # The teacher's momentum rises to 1 along a cosine of the *time* progress (DINO).
-        model.update_teacher(cosine_momentum(ema["momentum"], 1.0, int(progress * 1000), 1000))
-        steps += 1
-        window.append(float(total.detach()))
-        if steps % 50 == 0:
-            row = dict(step=steps, seconds=round(time.perf_counter() - start, 1),
-                       loss=round(sum(window) / len(window), 4))
-            history.append(row)
-            window = []
-            print(f"[pretrain] " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    return model, dict(history=history, steps=steps, seconds=round(time.perf_counter() - start, 1))
-
-
-def finetune(cfg, chips: list[dict], indices: list[int], steps: int, batch_size: int,
-             seed: int, view: View = identity_view, encoder_state: Optional[dict] = None,
-             drop_modalities: tuple[str, ...] = (), name: str = "") -> tuple[Any, dict]:
-    """`steps` AdamW steps (cosine lr) of the segmentor on the chips `indices`."""
-    import numpy as np
-    import torch
-
-    from interlace.core.engine.registry import MODELS
-    torch.manual_seed(seed)  # every compared model starts from the same random head
-    model = MODELS.build(dict(cfg.model, drop_modalities=drop_modalities))
-    if encoder_state is not None:
-        missing = model.load_state_dict(encoder_state, strict=False)
-        loaded = len(encoder_state) - len(missing.unexpected_keys)
-        print(f"[{name}] loaded {loaded} pre-trained tensors", flush=True)
-    optimizer = _optimizer(cfg, model)
-    base_lr = optimizer.param_groups[0]["lr"]
-    rng = np.random.default_rng(seed)
-    model.train()
-    start, losses = time.perf_counter(), []
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = base_lr * _lr_factor(step / steps, 0.05)
-        chosen = rng.choice(indices, min(batch_size, len(indices)), replace=False).tolist()
-        batch = view(collate(chips, chosen, rng), chosen, True)
-        loss = model(**model.data_preprocessor(batch, True), mode="loss")["loss_seg"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    seconds = round(time.perf_counter() - start, 1)
-    print(f"[{name}] {steps} steps in {seconds} s, last loss "
-          f"{sum(losses[-10:]) / max(1, len(losses[-10:])):.3f}", flush=True)
-    return model, dict(steps=steps, seconds=seconds, final_loss=losses[-1] if losses else None)
-
-
-def evaluate(model, chips: list[dict], view: View = identity_view, batch_size: int = 16,
-             class_names: tuple[str, ...] = ()) -> dict:
-    """mIoU / OA / per-class IoU of `model` over every chip (SegmentationMetric's maths)."""
-    import numpy as np
-    import torch
-
-    from interlace.domains.remote_sensing.evaluation.segmentation_metric import (
-        confusion_matrix, segmentation_scores)
-    num_classes = model.head.num_classes
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    model.eval()
-    with torch.no_grad():
-        for first in range(0, len(chips), batch_size):
-            indices = list(range(first, min(first + batch_size, len(chips))))
-            batch = view(collate(chips, indices), indices, False)
-            logits = model(**model.data_preprocessor(batch, False), mode="tensor")
-            for pred, sample in zip(logits.argmax(1), batch["data_samples"]):
-                matrix += confusion_matrix(pred, sample.gt_sem_seg, num_classes, model.ignore_index)
-    scores = segmentation_scores(matrix)
-    return dict(miou=100 * scores["miou"], oa=100 * scores["oa"],
-                iou={n: 100 * float(v) for n, v in zip(class_names, scores["iou"])})
 
 
 # -- the check -------------------------------------------------------------------------
@@ -329,6 +142,16 @@ def _row(name: str, metrics: dict, training: dict) -> dict:
     return dict(name=name, **metrics, train_seconds=training["seconds"])
 
 
+def _mean_row(name: str, rows: list[dict]) -> dict:
+    """Mean of per-seed rows (mIoU, OA, per-class IoU), with the mIoU's std over seeds."""
+    import numpy as np
+    mious = [r["miou"] for r in rows]
+    return dict(name=name, miou=float(np.mean(mious)), miou_std=float(np.std(mious)),
+                oa=float(np.mean([r["oa"] for r in rows])),
+                iou={c: float(np.mean([r["iou"][c] for r in rows])) for c in rows[0]["iou"]},
+                train_seconds=float(sum(r["train_seconds"] for r in rows)), seeds=len(rows))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
@@ -354,9 +177,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     everything = list(range(len(train)))
     rows: dict[str, list[dict]] = {}
 
-    def tune(name: str, indices, view=identity_view, state=None, drop=()) -> dict:
+    def tune(name: str, indices, view=identity_view, state=None, drop=(), seed=None,
+             frozen=False) -> dict:
         model, training = finetune(seg_cfg, train, indices, args.finetune_steps,
-                                   args.batch_size, args.seed, view, state, drop, name)
+                                   args.batch_size, args.seed if seed is None else seed, view,
+                                   state, drop, name, freeze_encoder=frozen)
         row = _row(name, evaluate(model, test, view, class_names=classes), training)
         print(f"[{name}] held-out mIoU {row['miou']:.1f}", flush=True)
         return row
@@ -373,19 +198,32 @@ def main(argv: Optional[list[str]] = None) -> int:
             torch.save(weights, out / "pretrained.pth")
         state = {k: v for k, v in weights.items()
                  if k.startswith(("encoder.", "geo_prototypes."))}
-        rng = np.random.default_rng(args.seed)
         count = max(1, round(args.label_fraction * len(train)))
-        labelled = sorted(rng.choice(len(train), count, replace=False).tolist())
-        pixels = sum(int((train[i]["label"] != 255).sum()) for i in labelled)
         total = sum(int((t["label"] != 255).sum()) for t in train)
-        rows["labels"] = [tune("pre-trained", labelled, state=state),
-                          tune("random init", labelled)]
-        result["experiments"]["labels"] = dict(
-            pretraining=history, labelled_chips=count, training_chips=len(train),
-            labelled_pixels=pixels, labelled_pixel_share=pixels / max(total, 1),
-            rows=rows["labels"],
-            pretrain_plus_finetune_seconds=history["seconds"] + sum(
-                r["train_seconds"] for r in rows["labels"]))
+        subsets = []
+        for seed in range(args.seed, args.seed + args.label_seeds):
+            # Each seed draws its own labelled chips and its own head initialisation.
+            rng = np.random.default_rng(seed)
+            subsets.append((seed, sorted(rng.choice(len(train), count, replace=False).tolist())))
+        share = float(np.mean([sum(int((train[i]["label"] != 255).sum()) for i in chips) / total
+                               for _, chips in subsets]))
+        for protocol in args.protocols:
+            frozen, suffix = protocol == "frozen", (", frozen" if protocol == "frozen" else "")
+            per_seed = [dict(seed=seed, chips=chips, rows=[
+                tune(f"pre-trained{suffix}, seed {seed}", chips, state=state, seed=seed,
+                     frozen=frozen),
+                tune(f"random init{suffix}, seed {seed}", chips, seed=seed, frozen=frozen)])
+                for seed, chips in subsets]
+            rows[protocol] = [_mean_row(name + suffix, [run["rows"][k] for run in per_seed])
+                              for k, name in enumerate(("pre-trained", "random init"))]
+            key = "labels" if protocol == "finetune" else "labels_frozen"
+            result["experiments"][key] = dict(
+                protocol=protocol, pretraining=history, labelled_chips=count,
+                training_chips=len(train), labelled_pixel_share=share, seeds=per_seed,
+                gain_per_seed=[run["rows"][0]["miou"] - run["rows"][1]["miou"]
+                               for run in per_seed], rows=rows[protocol],
+                pretrain_plus_finetune_seconds=history["seconds"] + sum(
+                    row["train_seconds"] for run in per_seed for row in run["rows"]))
     if "clouds" not in args.skip:
         view = make_cloudy_view(args.cloudy_fraction, args.seed)
         natural = [float(cloudy_share(c["s2_valid"][None]).float().mean()) for c in train + test]
@@ -412,12 +250,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 def checks(experiments: dict) -> dict:
     """The three claims as numbers (and whether each holds)."""
     found: dict = {}
-    if "labels" in experiments:
-        pre, rand = experiments["labels"]["rows"]
-        gain = pre["miou"] - rand["miou"]
-        seconds = experiments["labels"]["pretrain_plus_finetune_seconds"]
-        found["pretrained_minus_random_miou"] = dict(
-            value=gain, holds=bool(gain >= 5.0 and seconds <= 20 * 60), seconds=seconds)
+    for key, name in (("labels", "pretrained_minus_random_miou"),
+                      ("labels_frozen", "pretrained_minus_random_miou_frozen_encoder")):
+        if key in experiments:
+            pre, rand = experiments[key]["rows"]
+            gain = pre["miou"] - rand["miou"]
+            seconds = experiments[key]["pretrain_plus_finetune_seconds"]
+            found[name] = dict(value=gain, holds=bool(gain >= 5.0 and seconds <= 20 * 60),
+                               seconds=seconds)
     if "clouds" in experiments:
         both, optical = experiments["clouds"]["rows"]
         gain = both["miou"] - optical["miou"]
@@ -432,7 +272,9 @@ def checks(experiments: dict) -> dict:
 
 def print_report(result: dict, classes: tuple[str, ...]) -> None:
     experiments = result["experiments"]
-    titles = dict(labels="pre-trained vs random init, 5 % labels", clouds="SAR+optical vs "
+    titles = dict(labels="pre-trained vs random init, 5 % labels, fine-tuned",
+                  labels_frozen="pre-trained vs random init, 5 % labels, frozen encoder",
+                  clouds="SAR+optical vs "
                   "optical only, cloudy dates", time="temporal vs single date")
     short = [c[:10] for c in classes]
     print("\nmIoU / OA / per-class IoU (x100) on the held-out tiles "
@@ -445,12 +287,18 @@ def print_report(result: dict, classes: tuple[str, ...]) -> None:
             print(f"{row['name']:<22}{row['miou']:7.1f}{row['oa']:7.1f}"
                   + "".join(f"{row['iou'][c]:11.1f}" for c in classes)
                   + f"{row['train_seconds']:9.0f}")
-    if "labels" in experiments:
-        e = experiments["labels"]
-        print(f"\n5 % labels: {e['labelled_chips']} of {e['training_chips']} training chips "
-              f"({100 * e['labelled_pixel_share']:.1f} % of the labelled pixels); pre-training "
-              f"{e['pretraining']['steps']} steps in {e['pretraining']['seconds']:.0f} s; "
-              f"pre-training + both fine-tunes {e['pretrain_plus_finetune_seconds'] / 60:.1f} min")
+    for key in ("labels", "labels_frozen"):
+        if key not in experiments:
+            continue
+        e = experiments[key]
+        print(f"\n5 % labels, {e['protocol']}: {e['labelled_chips']} of {e['training_chips']} "
+              f"training chips ({100 * e['labelled_pixel_share']:.1f} % of the labelled pixels), "
+              f"mean of {len(e['gain_per_seed'])} labelled subsets: mIoU "
+              + " vs ".join(f"{r['miou']:.1f} ± {r['miou_std']:.1f}" for r in e["rows"])
+              + "; gain per subset " + ", ".join(f"{g:+.1f}" for g in e["gain_per_seed"])
+              + f"; pre-training {e['pretraining']['steps']} steps in "
+              f"{e['pretraining']['seconds']:.0f} s; pre-training + these fine-tunes "
+              f"{e['pretrain_plus_finetune_seconds'] / 60:.1f} min")
     if "clouds" in experiments:
         e = experiments["clouds"]
         print(f"cloudy dates per chip: {100 * e['cloudy_date_share_generated']:.0f} % as "

@@ -1,0 +1,1 @@
+"""Helpers of the long must-show checks (tools/*_check.py)."""

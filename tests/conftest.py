@@ -10,7 +10,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # costs more in synchronisation than it gains, and on a loaded 2-core runner oversubscribed
 # threads made single steps 10-100x slower. Tools started as subprocesses (benchmarks,
 # torchrun) set their own. INTERLACE_TEST_THREADS overrides.
-torch.set_num_threads(int(os.environ.get("INTERLACE_TEST_THREADS", "1")))
+TEST_THREADS = int(os.environ.get("INTERLACE_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _test_threads():
+    """Every test starts at TEST_THREADS, whatever an earlier in-process test set (spconv's
+    CPU gather / scatter with 2 OpenMP threads took 70 s instead of 0.03 s on a busy
+    runner)."""
+    torch.set_num_threads(TEST_THREADS)
+    yield
 
 
 @pytest.fixture(autouse=True)

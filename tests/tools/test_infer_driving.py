@@ -25,15 +25,6 @@ FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tin
 infer_tool = load_tool("infer")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """spconv's CPU kernels crawl with 2 OpenMP threads on a loaded 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The tiny database, its val token list and a randomly initialised checkpoint of the

@@ -7,16 +7,6 @@ from interlace.core.engine.registry import MODELS
 from interlace.core.necks import FeaturePyramidNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared 2-core machine, intra-op threads spin against each other (a ResNet-50
-    # forward on 64x96 takes seconds with 2 threads, 0.1 s with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pyramid(height=15, width=23, channels=(8, 16, 32, 64), batch=2):
     maps, h, w = [], height, width
     for c in channels:

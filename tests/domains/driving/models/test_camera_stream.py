@@ -12,15 +12,6 @@ from interlace.domains.driving.models.camera import (MonaiResNetBackbone, MonaiS
                                                      MultiViewImageEncoder, detect_swin_format)
 from interlace.domains.driving.models.camera.pretrained_weights import swin_unfold_to_concat
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared 2-core machine, intra-op threads spin against each other (a ResNet-50
-    # forward on 64x96 takes seconds with 2 threads, 0.1 s with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SMALL_SWIN = dict(embed_dim=24, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), drop_path_rate=0.0)
 

@@ -13,15 +13,6 @@ from interlace.domains.driving.data.transforms.formatting import Pack3DDetInputs
 from interlace.domains.driving.models.data_preprocessor import DrivingDataPreprocessor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Shared 2-core CI: one intra-op thread avoids OpenMP threads spinning on a busy core.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def point(x: float, y: float, z: float, intensity: float = 0.0) -> list[float]:
     return [x, y, z, intensity, 0.0]
 

@@ -25,15 +25,6 @@ LIDAR_TINY = CONFIGS / "transfusion_l_synthetic_tiny.py"
 FUSION_TINY = CONFIGS / "deepinteraction_r50_synthetic_tiny.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """spconv's CPU kernels crawl with 2 OpenMP threads on a loaded 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     """A generated v1.0-mini database (2 scenes x 2 samples: one train, one val scene) with

@@ -13,15 +13,6 @@ CODER = dict(pc_range=(-16.0, -16.0, -5.0, 16.0, 16.0, 3.0), voxel_size=(0.125, 
 SMALL_DECODER = dict(num_heads=4, ffn_dims=64, grid_size=3, dynamic_dims=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: more threads only fight over the shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_head(**overrides) -> InteractionDetectionHead:
     cfg = dict(type="InteractionDetectionHead", in_channels=64, embed_dims=64, num_queries=20,
                layer_streams=("a", "a"), bbox_coder=CODER, heatmap_channels=32,

@@ -21,16 +21,6 @@ from interlace.domains.driving.models.lidar import (SECONDFPN, MeanVoxelEncoder,
 needs_spconv = pytest.mark.skipif(not SPCONV_AVAILABLE, reason="spconv not installed")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, spconv's CPU gather / scatter with
-    2 OpenMP threads took 70 s instead of 0.03 s for the tiny encoder (threads spinning
-    at barriers while the other core is busy); results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # A small encoder: the paper's stage layout with 4x fewer channels.
 TINY = dict(in_channels=5, sparse_shape=[41, 64, 64], base_channels=4, output_channels=8,
             encoder_channels=((4, 4, 8), (8, 8, 16), (16, 16, 32), (32, 32)))

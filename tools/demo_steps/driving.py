@@ -43,6 +43,9 @@ from typing import Any, Callable, Optional
 
 from interlace.core.engine.atomic_files import write_json_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, for demo_steps
+from demo_steps import demo_step  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "driving"
 FUSION = "deepinteraction_r50_synthetic_tiny"
@@ -142,23 +145,10 @@ def run(work_dir: Path, scenes: int = 5, samples_per_scene: int = 6, epochs: int
             epoch about 9x the train samples).
         lidar_only: train TransFusion-L (LiDAR only) instead of DeepInteraction.
     """
-    import torch
-
-    def say(message: str) -> None:
-        if not quiet:
-            print(f"[driving] {message}", flush=True)
-
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    # One intra-op thread: spconv's CPU kernels and the small convolutions here were
-    # several times slower with two threads contending on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with demo_step("driving", seed, quiet) as say:
         return _run_steps(Path(work_dir).resolve(), scenes, samples_per_scene, epochs,
-                          lidar_only, seed, say, start)
-    finally:
-        torch.set_num_threads(threads)
+                              lidar_only, seed, say, start)
 
 
 def _run_steps(work_dir: Path, scenes: int, samples_per_scene: int, epochs: int,

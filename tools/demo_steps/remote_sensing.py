@@ -32,6 +32,9 @@ import numpy as np
 
 from interlace.core.engine.atomic_files import write_json_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, for demo_steps
+from demo_steps import demo_step  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_pretrain_synthetic_tiny.py"
 SEGMENT_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_segment_synthetic_tiny.py"
@@ -144,23 +147,10 @@ def run(work_dir: Path, size: int = 192, dates: int = 12, pretrain_epochs: int =
         size, dates: synthetic tile side (pixels) and dates per series.
         pretrain_epochs, finetune_epochs: training lengths (tiny configs, CPU).
     """
-    import torch
-
-    def say(message: str) -> None:
-        if not quiet:
-            print(f"[remote_sensing] {message}", flush=True)
-
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    # One intra-op thread: these are small tensors, and on a shared 2-core machine two
-    # threads contending with other processes made a training step 10-30x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with demo_step("remote_sensing", seed, quiet) as say:
         return _run_steps(Path(work_dir).resolve(), size, dates, pretrain_epochs,
-                          finetune_epochs, seed, say, start)
-    finally:
-        torch.set_num_threads(threads)
+                              finetune_epochs, seed, say, start)
 
 
 def _run_steps(work_dir: Path, size: int, dates: int, pretrain_epochs: int,

@@ -112,8 +112,8 @@ class RandomStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(RANDOM_STATE_KEY)
-        if state is None:
-            return
+        if state is None or not getattr(runner, "_resume", False):
+            return  # `load_from` (fine-tuning, testing) keeps this run's own seeding
         loop = getattr(runner, "_train_loop", None)
         if isinstance(loop, ResumableEpochBasedTrainLoop):
             loop.pending_random_state = state

@@ -29,6 +29,13 @@ calls of a 2,000-site, 8-channel SubMConv3d on 2 cores, forward and input gradie
 exact with ``OMP_NUM_THREADS=1``). We replace it with ``torch.Tensor.index_add_`` on
 zero-copy views of the same buffers, which is race-free. bfloat16 CPU buffers (test-only
 in spconv; numpy has no bfloat16 view) keep spconv's kernel.
+
+A third, found on a GPU machine with spconv-cu126: a CUDA build of spconv gives every
+small-kernel layer the ``MaskImplicitGemm`` algorithm at construction, and that path
+asserts ``implicit gemm only support cuda`` on CPU tensors, so a model built there could
+not run on CPU (CPU inference, tests, a checkpoint moved to a CPU box). Our wrapper of
+``SparseConvolution.forward`` runs CPU inputs with the ``Native`` algorithm (the weights
+have one layout for every algorithm) and leaves CUDA inputs untouched.
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ __all__ = [
     "spconv_gpu_available",
     "patch_spconv_cpu_stream",
     "patch_spconv_cpu_scatter_add",
+    "patch_spconv_native_on_cpu",
 ]
 
 # Marker attribute set on our replacements so that re-imports recognise them.
@@ -155,8 +163,44 @@ def patch_spconv_cpu_scatter_add() -> bool:
     return True
 
 
+def _make_native_on_cpu(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``SparseConvolution.forward``: CPU inputs run the Native algorithm."""
+
+    @functools.wraps(original)
+    def forward(self: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
+        from spconv.core import ConvAlgo
+        if self.algo == ConvAlgo.Native or input.features.is_cuda:
+            return original(self, input, *args, **kwargs)
+        # Weights are KRSC for every algorithm (spconv.constants.ALL_WEIGHT_IS_KRSC), so
+        # the same parameters run the CPU Native kernels; restore the layer's own choice.
+        algo, self.algo = self.algo, ConvAlgo.Native
+        try:
+            return original(self, input, *args, **kwargs)
+        finally:
+            self.algo = algo
+
+    setattr(forward, _PATCH_MARK, True)
+    return forward
+
+
+def patch_spconv_native_on_cpu() -> bool:
+    """Let layers built by a CUDA spconv run on CPU tensors (see the module docstring), once.
+
+    Returns:
+        True if spconv is installed and the wrapper is in place, False otherwise.
+    """
+    if _cppcore is None:
+        return False
+    from spconv.pytorch.conv import SparseConvolution
+
+    if not getattr(SparseConvolution.forward, _PATCH_MARK, False):
+        SparseConvolution.forward = _make_native_on_cpu(SparseConvolution.forward)
+    return True
+
+
 patch_spconv_cpu_stream()
 patch_spconv_cpu_scatter_add()
+patch_spconv_native_on_cpu()
 
 
 def spconv_gpu_available() -> bool:

@@ -115,6 +115,38 @@ def test_subm_conv_is_exact_on_a_larger_grid_with_openmp_threads():
         torch.testing.assert_close(grad, grads[0], atol=1e-5, rtol=0)
 
 
+def test_layer_given_an_implicit_gemm_algorithm_runs_cpu_inputs_natively():
+    # A CUDA spconv build gives small-kernel layers MaskImplicitGemm, which asserts on CPU
+    # tensors; the shim runs CPU inputs with Native (same weights) and restores the choice.
+    from spconv.core import ConvAlgo
+    torch.manual_seed(5)
+    indices, zyx = _active_sites(40, S, seed=6)
+    feats = torch.randn(40, 2, requires_grad=True)
+    conv = sc.spconv.SubMConv3d(2, 3, 3, padding=1, bias=False)
+    expected = F.conv3d(_dense(feats.detach(), zyx, S), _dense_weight(conv.weight.detach()),
+                        padding=1)[0, :, zyx[:, 0], zyx[:, 1], zyx[:, 2]].T
+    conv.algo = ConvAlgo.MaskImplicitGemm  # what a CUDA build would have chosen
+    out = conv(sc.spconv.SparseConvTensor(feats, indices, [S] * 3, 1)).features
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    out.sum().backward()
+    assert feats.grad is not None and conv.weight.grad.abs().sum() > 0
+    assert conv.algo == ConvAlgo.MaskImplicitGemm
+    assert sc.patch_spconv_native_on_cpu() is True  # idempotent
+    assert not hasattr(type(conv).forward.__wrapped__, "_interlace_spconv_patch")
+
+
+@pytest.mark.skipif(not sc.spconv_gpu_available(), reason="needs spconv-cu and a GPU")
+def test_cuda_layer_matches_its_cpu_run():
+    torch.manual_seed(7)
+    indices, _ = _active_sites(300, 12, seed=8)
+    feats = torch.randn(300, 16)
+    conv = sc.spconv.SubMConv3d(16, 16, 3, padding=1, bias=False)
+    cpu = conv(sc.spconv.SparseConvTensor(feats, indices, [12] * 3, 1)).features
+    gpu = conv.cuda()(sc.spconv.SparseConvTensor(feats.cuda(), indices.cuda(), [12] * 3,
+                                                 1)).features
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_patched_get_current_stream_returns_default_stream_without_cuda():
     from spconv.pytorch import cppcore

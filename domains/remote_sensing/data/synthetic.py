@@ -12,9 +12,11 @@
   clear; tile 2 has a no-data strip (orbit edge) on its fourth date.
 - S1 GRD: VV, VH float32 dB with speckle, nodata -9999, dates two days after S2's.
 - Labels: uint8 with a colour table, 255 = no data. Classes (:mod:`.landcover`) differ in
-  seasonal vegetation curve (crops green up at doy ~100 or ~180, forest evergreen) and
-  in SAR (urban bright in VV, water dark); the two crops look the same outside their
-  growing seasons.
+  seasonal vegetation curve (crops green up around doy 105 or 165, forest green all
+  year) and in SAR (urban bright in VV, water dark); the two crops look the same outside
+  their growing seasons. Every parcel, tile and date varies (:mod:`.synthetic_surface`:
+  green-up day, season length, soil, canopy, moisture, climate shift, atmosphere), so a
+  class is a spread of curves, not one.
 - A marker on every tile: an 8 x 8 px urban square of constant bright reflectance (0.9
   in every band) ringed by 2 px of water, at pixel (row, col) = (size // 4, size // 4);
   ``synthetic_truth.json`` gives its centre in pixels, map and WGS84 coordinates.
@@ -32,98 +34,32 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.warp import transform as warp_points
-from scipy.ndimage import zoom
 
 from .bands import S1_BANDS, S1_NODATA, S2_BANDS, S2_SCALE
 from .landcover import LANDCOVER_CLASSES, LANDCOVER_PALETTE, colormap_of
+from .synthetic_surface import MARKER_SIZE, URBAN, WATER, Surface, make_surface, smooth_field
 
 __all__ = ["make_synthetic_s1s2", "TRUTH_JSON", "TILE_SITES", "MARKER_SIZE"]
 
 TRUTH_JSON = "synthetic_truth.json"
-MARKER_SIZE = 8
 # (tile id, EPSG, latitude, longitude): two tiles in UTM 32N, one west of 6°E in 31N.
 TILE_SITES = (("32TNR", 32632, 45.40, 9.30), ("32TPR", 32632, 45.40, 10.60),
               ("31TGL", 32631, 45.40, 5.40))
-WATER, URBAN, BARE, FOREST, CROP_EARLY, CROP_LATE = range(6)
-_SOIL = np.array([.08, .11, .14, .17, .19, .21, .23, .24, .30, .26], np.float32)
-_VEG = np.array([.03, .07, .04, .10, .25, .32, .38, .40, .20, .10], np.float32)
-_WATER = np.array([.06, .05, .03, .02, .015, .01, .01, .01, .005, .003], np.float32)
-_URBAN = np.array([.12, .13, .14, .15, .16, .17, .18, .18, .20, .19], np.float32)
-_SAR_DB = {WATER: (-22.0, -29.0), URBAN: (3.0, -7.0), BARE: (-13.0, -21.0),
-           FOREST: (-7.5, -12.5)}
-
-
-def _sigmoid(x: np.ndarray | float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
-
-
-def vegetation_fraction(cls: int, doy: float) -> float:
-    """Green-vegetation fraction of a class on a day of year (the seasonal curve)."""
-    if cls == FOREST:
-        return float(0.82 + 0.05 * np.sin(2 * np.pi * (doy - 100) / 365))
-    if cls == CROP_EARLY:
-        return float(0.05 + 0.85 * _sigmoid((doy - 100) / 8) * _sigmoid((190 - doy) / 8))
-    if cls == CROP_LATE:
-        return float(0.05 + 0.85 * _sigmoid((doy - 180) / 8) * _sigmoid((270 - doy) / 8))
-    return 0.05 if cls == BARE else 0.0
-
-
-def _smooth_field(rng: np.random.Generator, size: int, cells: int = 6) -> np.ndarray:
-    """Smooth random field in [0, 1] of shape (size, size)."""
-    coarse = rng.random((cells, cells))
-    field = zoom(coarse, size / cells, order=3)[:size, :size]
-    field = (field - field.min()) / max(np.ptp(field), 1e-6)
-    return np.pad(field, ((0, size - field.shape[0]), (0, size - field.shape[1])), mode="edge")
-
-
-def _label_map(rng: np.random.Generator, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Parcels (nearest of random seeds) with random classes, a river and the marker."""
-    n_seeds = max(6, size * size // 1500)
-    seeds = rng.random((n_seeds, 2)) * size
-    classes = rng.choice([URBAN, BARE, FOREST, CROP_EARLY, CROP_LATE], n_seeds,
-                         p=[.12, .13, .2, .275, .275])
-    rows, cols = np.mgrid[0:size, 0:size]
-    label = np.empty((size, size), np.uint8)
-    best = np.full((size, size), np.inf)
-    for (r, c), cls in zip(seeds, classes):
-        dist = (rows - r) ** 2 + (cols - c) ** 2
-        closer = dist < best
-        best[closer], label[closer] = dist[closer], cls
-    river = size * (0.7 + 0.1 * np.sin(cols / size * 2 * np.pi * rng.uniform(0.5, 1.5)))
-    label[np.abs(rows - river) < max(2, size // 40)] = WATER
-    top = size // 4
-    label[top - 2:top + MARKER_SIZE + 2, top - 2:top + MARKER_SIZE + 2] = WATER
-    label[top:top + MARKER_SIZE, top:top + MARKER_SIZE] = URBAN
-    return label, (top, top)
-
-
-def _s2_date(rng, label, doy, marker, cloudy: bool, nodata_strip: bool):
+def _s2_date(rng, surface: Surface, doy, cloudy: bool, nodata_strip: bool):
     """(11, H, W) uint16: 10 bands x 10000 + SCL; and the cloud fraction drawn."""
-    size = label.shape[0]
-    refl = np.zeros((10, size, size), np.float32)
-    scl = np.full((size, size), 5, np.uint16)                     # 5: not vegetated
-    for cls in range(len(LANDCOVER_CLASSES)):
-        where = label == cls
-        if cls == WATER:
-            spectrum = _WATER
-        elif cls == URBAN:
-            spectrum = _URBAN
-        else:
-            f = vegetation_fraction(cls, doy)
-            spectrum = f * _VEG + (1 - f) * _SOIL
-            if f > 0.3:
-                scl[where] = 4                                    # 4: vegetation
-        refl[:, where] = spectrum[:, None]
-    scl[label == WATER] = 6
-    refl *= rng.normal(1.0, 0.03, refl.shape).astype(np.float32)
-    top, left = marker
+    size = surface.parcel.shape[0]
+    refl = surface.reflectance(doy, rng)
+    green = surface.greenness(doy)[surface.parcel]
+    scl = np.where(green > 0.3, 4, 5).astype(np.uint16)          # 4: vegetation, 5: not
+    scl[surface.cls[surface.parcel] == WATER] = 6
+    top, left = surface.marker
     refl[:, top:top + MARKER_SIZE, left:left + MARKER_SIZE] = 0.9
     cover = 0.0
     if cloudy:
-        field = _smooth_field(rng, size)
+        field = smooth_field(rng, size)
         threshold = rng.uniform(0.35, 0.75)
         high, medium = field > threshold + 0.1, (field > threshold) & (field <= threshold + 0.1)
-        cirrus = (_smooth_field(rng, size) > 0.8) & ~(high | medium)
+        cirrus = (smooth_field(rng, size) > 0.8) & ~(high | medium)
         shift = max(2, size // 30)
         shadow = np.roll(high | medium, (shift, shift), axis=(0, 1)) & ~(high | medium | cirrus)
         refl[:, high] = 0.65 + 0.05 * rng.random((10, int(high.sum())))
@@ -139,18 +75,10 @@ def _s2_date(rng, label, doy, marker, cloudy: bool, nodata_strip: bool):
     return out, cover
 
 
-def _s1_date(rng, label, doy, factor: int) -> np.ndarray:
+def _s1_date(rng, surface: Surface, doy, factor: int) -> np.ndarray:
     """(2, H/factor, W/factor) float32 dB with 4-look speckle (averaged in linear power)."""
-    size = label.shape[0]
-    db = np.zeros((2, size, size), np.float32)
-    for cls in range(len(LANDCOVER_CLASSES)):
-        where = label == cls
-        if cls in _SAR_DB:
-            vv, vh = _SAR_DB[cls]
-        else:
-            f = vegetation_fraction(cls, doy)
-            vv, vh = -12.0 + 4.0 * f, -21.0 + 8.0 * f
-        db[0][where], db[1][where] = vv, vh
+    size = surface.parcel.shape[0]
+    db = surface.backscatter_db(doy, rng)
     linear = 10 ** (db / 10) * rng.gamma(4.0, 1 / 4.0, db.shape)
     if factor > 1:
         linear = linear.reshape(2, size // factor, factor, size // factor, factor).mean((2, 4))
@@ -206,14 +134,15 @@ def make_synthetic_s1s2(out: str | os.PathLike, tiles: int = 3, size: int = 256,
         crs = f"EPSG:{epsg}"
         xs, ys = warp_points("EPSG:4326", crs, [lon], [lat])
         transform = Affine(10.0, 0, round(xs[0] / 10) * 10, 0, -10.0, round(ys[0] / 10) * 10)
-        label, marker = _label_map(rng, size)
+        surface = make_surface(rng, size)
+        label, marker = surface.label, surface.marker
         s1_factor = 2 if t == 1 else 1
         cloudy_dates, nodata_dates = [], []
         for k, date in enumerate(s2_dates):
             stamp = date.strftime("%Y%m%d")
             cloudy = k > 0 and rng.random() < 0.6
             strip = t == 1 and k == 3
-            s2, cover = _s2_date(rng, label, doys[k], marker, cloudy, strip)
+            s2, cover = _s2_date(rng, surface, doys[k], cloudy, strip)
             if cloudy:
                 cloudy_dates.append(date.isoformat())
             if strip:
@@ -228,7 +157,7 @@ def make_synthetic_s1s2(out: str | os.PathLike, tiles: int = 3, size: int = 256,
                     _write(root / "s2" / f"S2_{tile_id}_{stamp}_{name}.tif", s2[b:b + 1], crs,
                            transform, 0, [name], tags)
                     files += 1
-            s1 = _s1_date(rng, label, doys[k] + 2, s1_factor)
+            s1 = _s1_date(rng, surface, doys[k] + 2, s1_factor)
             s1_date = s1_dates[k]
             s1_transform = transform @ Affine.scale(s1_factor)
             _write(root / "s1" / f"S1_{tile_id}_{s1_date.strftime('%Y%m%d')}.tif", s1, crs,
@@ -240,7 +169,7 @@ def make_synthetic_s1s2(out: str | os.PathLike, tiles: int = 3, size: int = 256,
                colormap_of(LANDCOVER_PALETTE))
         files += 1
         if t == 0:
-            clear = _s2_date(np.random.default_rng(seed + 1), label, doys[0], marker, False, False)[0]
+            clear = _s2_date(np.random.default_rng(seed + 1), surface, doys[0], False, False)[0]
             rgbn = clear[[2, 1, 0, 6]].astype(np.float32) / S2_SCALE
             hr = np.clip(rgbn / 0.4 * 255, 0, 255).astype(np.uint8).repeat(2, 1).repeat(2, 2)
             _write(root / "hr" / f"HR_{tile_id}.tif", hr, crs, transform @ Affine.scale(0.5),

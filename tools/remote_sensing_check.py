@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="data, split and training seed")
     parser.add_argument("--pretrain-config", default=PRETRAIN_CONFIG)
     parser.add_argument("--segment-config", default=SEGMENT_CONFIG)
-    parser.add_argument("--pretrain-min", type=float, default=8.0,
+    parser.add_argument("--pretrain-min", type=float, default=12.0,
                         help="pre-training wall time, minutes")
     parser.add_argument("--pretrain-batch", type=int, default=8)
     parser.add_argument("--pretrained", help="pretrained.pth of an earlier run: skip step 2")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of the pre-training budget spent warming the lr up")
     parser.add_argument("--finetune-steps", type=int, default=100, help="steps per fine-tune")
     parser.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch")
-    parser.add_argument("--label-seeds", type=int, default=3,
+    parser.add_argument("--label-seeds", type=int, default=5,
                         help="labelled subsets (seeds) the 5 %% comparison averages over")
     parser.add_argument("--protocols", nargs="+", default=["finetune", "frozen"],
                         choices=["finetune", "frozen"],

@@ -77,7 +77,7 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert "mIoU / OA / per-class IoU" in proc.stdout and "crop_early" in proc.stdout
     result = json.loads((tmp_path / "result.json").read_text())
     assert set(result["experiments"]) == {"labels", "labels_frozen", "clouds", "time"}
-    assert len(result["experiments"]["labels"]["gain_per_seed"]) == 3  # --label-seeds
+    assert len(result["experiments"]["labels"]["gain_per_seed"]) == 5  # --label-seeds
     assert result["experiments"]["labels"]["labelled_chips"] == 1  # 5 % of 8 chips, at least 1
     assert result["experiments"]["clouds"]["min_cloudy_date_share_used"] >= 0.5
     assert set(result["checks"]) == {"pretrained_minus_random_miou",

@@ -121,6 +121,13 @@ def patch_spconv_cpu_stream() -> bool:
     return True
 
 
+def _replace_once(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Set ``owner.name = make(current)`` unless `current` is already one of our patches."""
+    current = getattr(owner, name)
+    if not getattr(current, _PATCH_MARK, False):
+        setattr(owner, name, make(current))
+
+
 def _make_scatter_add(original: Callable[..., Any]) -> Callable[..., Any]:
     """Build a race-free replacement for ``SpconvOps.scatter_add_cpu``.
 
@@ -156,19 +163,19 @@ def patch_spconv_cpu_scatter_add() -> bool:
         return False
     from spconv.core_cc.csrc.sparse.all import SpconvOps
 
-    current = SpconvOps.scatter_add_cpu
-    if not getattr(current, _PATCH_MARK, False):
-        # One class object shared by every spconv module: patching it reaches all uses.
-        SpconvOps.scatter_add_cpu = staticmethod(_make_scatter_add(current))
+    # One class object shared by every spconv module: patching it reaches all uses.
+    _replace_once(SpconvOps, "scatter_add_cpu",
+                  lambda current: staticmethod(_make_scatter_add(current)))
     return True
 
 
 def _make_native_on_cpu(original: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``SparseConvolution.forward``: CPU inputs run the Native algorithm."""
 
+    from spconv.core import ConvAlgo
+
     @functools.wraps(original)
     def forward(self: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
-        from spconv.core import ConvAlgo
         if self.algo == ConvAlgo.Native or input.features.is_cuda:
             return original(self, input, *args, **kwargs)
         # Weights are KRSC for every algorithm (spconv.constants.ALL_WEIGHT_IS_KRSC), so
@@ -193,8 +200,7 @@ def patch_spconv_native_on_cpu() -> bool:
         return False
     from spconv.pytorch.conv import SparseConvolution
 
-    if not getattr(SparseConvolution.forward, _PATCH_MARK, False):
-        SparseConvolution.forward = _make_native_on_cpu(SparseConvolution.forward)
+    _replace_once(SparseConvolution, "forward", _make_native_on_cpu)
     return True
 
 

@@ -148,7 +148,7 @@ def run(work_dir: Path, scenes: int = 5, samples_per_scene: int = 6, epochs: int
     start = time.perf_counter()
     with demo_step("driving", seed, quiet) as say:
         return _run_steps(Path(work_dir).resolve(), scenes, samples_per_scene, epochs,
-                              lidar_only, seed, say, start)
+                          lidar_only, seed, say, start)
 
 
 def _run_steps(work_dir: Path, scenes: int, samples_per_scene: int, epochs: int,

@@ -150,7 +150,7 @@ def run(work_dir: Path, size: int = 192, dates: int = 12, pretrain_epochs: int =
     start = time.perf_counter()
     with demo_step("remote_sensing", seed, quiet) as say:
         return _run_steps(Path(work_dir).resolve(), size, dates, pretrain_epochs,
-                              finetune_epochs, seed, say, start)
+                          finetune_epochs, seed, say, start)
 
 
 def _run_steps(work_dir: Path, size: int, dates: int, pretrain_epochs: int,

@@ -33,7 +33,6 @@ __all__ = ["WATER", "URBAN", "BARE", "FOREST", "CROP_EARLY", "CROP_LATE", "MARKE
 
 WATER, URBAN, BARE, FOREST, CROP_EARLY, CROP_LATE = range(6)
 MARKER_SIZE = 8
-NUM_CLASSES = 6
 _SOIL = np.array([.08, .11, .14, .17, .19, .21, .23, .24, .30, .26], np.float32)
 _VEG = np.array([.03, .07, .04, .10, .25, .32, .38, .40, .20, .10], np.float32)
 _WATER = np.array([.06, .05, .03, .02, .015, .01, .01, .01, .005, .003], np.float32)
@@ -44,6 +43,8 @@ _SAR_DB = {WATER: (-22.0, -29.0), URBAN: (3.0, -7.0), BARE: (-13.0, -21.0),
            FOREST: (-7.5, -12.5)}
 # Green-up day and season length (mean, per-parcel std) of the two crops.
 _CROP_SEASON = {CROP_EARLY: ((105.0, 10.0), (85.0, 10.0)), CROP_LATE: ((165.0, 10.0), (95.0, 10.0))}
+# Leaf-on day and length of a deciduous forest's season.
+_LEAF_START, _LEAF_LENGTH = 110.0, 190.0
 
 
 def _sigmoid(x) -> np.ndarray:
@@ -61,7 +62,7 @@ def vegetation_fraction(cls: int, doy: float) -> float:
         (start, _), (length, _) = _CROP_SEASON[cls]
         return float(0.05 + 0.8 * _season(doy, start, length))
     if cls == FOREST:
-        return float(0.75 * (1 - 0.3 * (1 - _season(doy, 110, 190, 10))))
+        return float(0.75 * (1 - 0.3 * (1 - _season(doy, _LEAF_START, _LEAF_LENGTH, 10))))
     return 0.05 if cls == BARE else 0.0
 
 
@@ -96,7 +97,7 @@ class Surface:
         crop = np.isin(self.cls, (CROP_EARLY, CROP_LATE))
         f[crop] = 0.05 + (t["peak"] * _season(doy, t["start"], t["length"]))[crop]
         forest = self.cls == FOREST
-        leaf = _season(doy, 110 + t["start_jitter"], 190, 10)
+        leaf = _season(doy, _LEAF_START + t["start_jitter"], _LEAF_LENGTH, 10)
         f[forest] = (t["density"] * (1 - t["deciduous"] * (1 - leaf)))[forest]
         bare = self.cls == BARE
         f[bare] = (0.03 + t["weeds"] * _season(doy, 90 + t["start_jitter"], 50))[bare]

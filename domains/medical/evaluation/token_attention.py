@@ -44,7 +44,8 @@ def word_patch_attention(model: torch.nn.Module, image: Tensor, report: str,
             run in eval mode here (its mode is restored afterwards).
         image: (C, H, W) normalised image (the eval transform's output).
         report: the report text.
-        temperature: attention softmax temperature (default: the token loss's).
+        temperature: attention softmax temperature (default: the token loss's, else the
+            local matching loss's).
 
     Returns:
         :class:`WordAttention` with the words and their (W, h, w) maps, h = w = the side of
@@ -52,7 +53,9 @@ def word_patch_attention(model: torch.nn.Module, image: Tensor, report: str,
     """
     if getattr(model, "image_local_proj", None) is None:
         raise ValueError("the model has no token alignment heads (ConVIRT-style config)")
-    temperature = temperature or model.token_loss.attention_temperature
+    if temperature is None:
+        loss = model.token_loss if model.token_loss is not None else model.local_matching_loss
+        temperature = loss.attention_temperature
     was_training = model.training
     model.eval()
     try:

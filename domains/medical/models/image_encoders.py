@@ -48,17 +48,25 @@ class ResNetImageEncoder(nn.Module):
         pretrained_path: optional state dict (torchvision names; a ``fc.*`` head is
             ignored). A 3-channel ``conv1`` is summed over its input channels when
             ``in_channels == 1`` (same response to a grey image replicated to RGB).
+        local_stage: the stage whose map gives the local patches: 3 (MGCA, stride 16) or
+            2 (stride 8). On small inputs layer3's receptive field (about 210 px for
+            ResNet-18) spans the whole image, so every patch can carry the image's global
+            content and word->patch attention has no reason to find where a finding is;
+            layer2's (about 100 px) keeps patches local.
 
     Attributes:
         global_dims: 2048 (bottleneck) or 512 (basic block).
-        local_dims: layer3 channels, 1024 or 256.
+        local_dims: the local stage's channels: layer3 1024 or 256, layer2 512 or 128.
     """
 
     def __init__(self, depth: int = 50, in_channels: int = 1,
-                 pretrained_path: str | None = None) -> None:
+                 pretrained_path: str | None = None, local_stage: int = 3) -> None:
         super().__init__()
         if depth not in _RESNET_DEPTHS:
             raise ValueError(f"unsupported ResNet depth {depth}; use one of {sorted(_RESNET_DEPTHS)}")
+        if local_stage not in (2, 3):
+            raise ValueError(f"local_stage must be 2 or 3, got {local_stage}")
+        self.local_stage = local_stage
         block, layers = _RESNET_DEPTHS[depth]
         # conv1 7x7 stride 2 + max pool + shortcut "B" (1x1 conv) is the torchvision layout,
         # so ImageNet weights load by name; no fc, we only need the features.
@@ -67,7 +75,7 @@ class ResNetImageEncoder(nn.Module):
                              conv1_t_stride=2, shortcut_type="B", feed_forward=False,
                              bias_downsample=False)
         self.global_dims = _STAGE_PLANES[3] * block.expansion
-        self.local_dims = _STAGE_PLANES[2] * block.expansion
+        self.local_dims = _STAGE_PLANES[local_stage - 1] * block.expansion
         if pretrained_path is not None:
             self.load_pretrained(pretrained_path)
 
@@ -99,13 +107,16 @@ class ResNetImageEncoder(nn.Module):
         Returns:
             :class:`ImageFeatures`: global (B, global_dims) = average-pooled layer4;
             local (B, N, local_dims) = layer3 map with N = (H / 16) * (W / 16) positions
-            (19 x 19 at 299 px, 14 x 14 at 224 px); uniform patch weights (B, N).
+            (19 x 19 at 299 px, 14 x 14 at 224 px), or the layer2 map with
+            N = (H / 8) * (W / 8) when ``local_stage=2``; uniform patch weights (B, N).
         """
         net = self.resnet
         x = net.act(net.bn1(net.conv1(images)))
         x = net.maxpool(x)
-        local = net.layer3(net.layer2(net.layer1(x)))
-        global_features = net.avgpool(net.layer4(local)).flatten(1)
+        stage2 = net.layer2(net.layer1(x))
+        stage3 = net.layer3(stage2)
+        global_features = net.avgpool(net.layer4(stage3)).flatten(1)
+        local = stage3 if self.local_stage == 3 else stage2
         local_features = local.flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
         num_patches = local_features.shape[1]
         weights = local_features.new_full((images.shape[0], num_patches), 1.0 / num_patches)

@@ -1,7 +1,10 @@
 """MGCA: multi-granularity cross-modal alignment of chest X-rays and reports (NeurIPS 2022).
 
 Total loss = instance (ITA) + token (CTA) + prototype (CPA) alignment, each weighted; a
-weight of 0 removes that loss and the heads only it uses (ConVIRT = instance only).
+weight of 0 removes that loss and the heads only it uses (ConVIRT = instance only). An
+optional fourth term, cross-sample local matching (GLoRIA's word-region score contrasted
+over the batch, :class:`~interlace.core.alignment.LocalMatchingLoss`), is off by default
+(weight 0: the published MGCA); it shares the token level's projection heads.
 The losses live in :mod:`interlace.core.alignment`; this module wires encoders, projection
 heads and losses together.
 """
@@ -22,7 +25,8 @@ from .projection import ProjectionHead
 
 __all__ = ["MGCA"]
 
-_LOSS_NAMES = ("instance", "token", "prototype")
+_LOSS_NAMES = ("instance", "token", "prototype", "local_matching")
+_DEFAULT_WEIGHTS = dict(instance=1.0, token=1.0, prototype=1.0, local_matching=0.0)
 
 
 def _build(module: dict | nn.Module) -> nn.Module:
@@ -49,10 +53,11 @@ class MGCA(BaseModel):
             ``embed_dims`` (``ReportTextEncoder``).
         embed_dims: shared embedding size (MGCA: 128).
         hidden_dims: projection heads' hidden size (MGCA: 2048).
-        instance_loss, token_loss, prototype_loss: loss configs; ``embed_dims`` of the
-            prototype loss is set to `embed_dims`.
-        loss_weights: ``dict(instance=, token=, prototype=)``; a missing key means 1.0 and
-            0 skips that loss entirely.
+        instance_loss, token_loss, prototype_loss, local_matching_loss: loss configs;
+            ``embed_dims`` of the prototype loss is set to `embed_dims`.
+        loss_weights: ``dict(instance=, token=, prototype=, local_matching=)``; a missing
+            key means 1.0 (0.0 for ``local_matching``, which MGCA does not have) and 0
+            skips that loss entirely.
         data_preprocessor: defaults to ``CxrReportDataPreprocessor``.
     """
 
@@ -60,6 +65,7 @@ class MGCA(BaseModel):
                  embed_dims: int = 128, hidden_dims: int = 2048,
                  instance_loss: Optional[dict] = None, token_loss: Optional[dict] = None,
                  prototype_loss: Optional[dict] = None,
+                 local_matching_loss: Optional[dict] = None,
                  loss_weights: Optional[dict[str, float]] = None,
                  data_preprocessor: Optional[dict | nn.Module] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -69,7 +75,7 @@ class MGCA(BaseModel):
             data_preprocessor = CxrReportDataPreprocessor()
         data_preprocessor = _build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        weights = dict.fromkeys(_LOSS_NAMES, 1.0)
+        weights = dict(_DEFAULT_WEIGHTS)
         unknown = set(loss_weights or {}) - set(_LOSS_NAMES)
         if unknown:
             raise KeyError(f"unknown loss weights {sorted(unknown)}; use {list(_LOSS_NAMES)}")
@@ -85,12 +91,17 @@ class MGCA(BaseModel):
         # Only the losses in use (and the heads they need) are built, so no parameter is
         # left without a gradient (DDP) and checkpoints hold no dead weights.
         self.instance_loss = self.token_loss = self.prototype_loss = None
+        self.local_matching_loss = None
         self.image_local_proj = self.word_local_proj = None
         if self.loss_weights["instance"]:
             self.instance_loss = MODELS.build(
                 instance_loss or dict(type="InstanceContrastiveLoss", temperature=0.07))
         if self.loss_weights["token"]:
             self.token_loss = MODELS.build(token_loss or dict(type="TokenAlignmentLoss"))
+        if self.loss_weights["local_matching"]:
+            self.local_matching_loss = MODELS.build(
+                local_matching_loss or dict(type="LocalMatchingLoss"))
+        if self.token_loss is not None or self.local_matching_loss is not None:
             self.image_local_proj = ProjectionHead(self.image_encoder.local_dims, hidden_dims,
                                                    embed_dims)
             self.word_local_proj = ProjectionHead(self.text_encoder.embed_dims, hidden_dims,
@@ -160,12 +171,18 @@ class MGCA(BaseModel):
         if self.instance_loss is not None:
             losses["loss_instance"] = (self.loss_weights["instance"]
                                        * self.instance_loss(image_emb, report_emb))
-        if self.token_loss is not None:
+        if self.image_local_proj is not None:
             patches = self.image_local_proj(image.local_features)  # (B, N, E)
             words = self.word_local_proj(text.word_embeddings, text.word_mask)  # (B, W, E)
+        if self.token_loss is not None:
             token = self.token_loss(words, text.word_mask, text.word_weights, patches,
                                     image.patch_weights)
             losses["loss_token"] = self.loss_weights["token"] * token.loss
+        if self.local_matching_loss is not None:
+            matching = self.local_matching_loss(words, text.word_mask, text.word_weights,
+                                                patches)
+            losses["loss_local_matching"] = (self.loss_weights["local_matching"]
+                                             * matching.loss)
         if self.prototype_loss is not None:
             losses["loss_prototype"] = (self.loss_weights["prototype"]
                                         * self.prototype_loss(image_emb, report_emb))

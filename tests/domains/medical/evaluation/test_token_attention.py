@@ -49,3 +49,22 @@ def test_word_patch_attention_maps_sum_to_one_and_the_overlay_is_written(tmp_pat
                                  [("opacity", result.attention[3])],
                                  mask=np.pad(np.ones((8, 8), bool), 28))
     assert png.stat().st_size > 1000
+
+
+def test_word_patch_attention_of_a_local_matching_model_on_a_layer2_grid():
+    from interlace.domains.medical.models import MGCA
+
+    bert = dict(model_type="bert", vocab_size=40, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    model = MGCA(image_encoder=dict(type="ResNetImageEncoder", depth=18, local_stage=2),
+                 text_encoder=dict(type="ReportTextEncoder", config=bert, num_layers=1,
+                                   vocab=["left", "pleural", "effusion"]),
+                 embed_dims=8, hidden_dims=16,
+                 local_matching_loss=dict(type="LocalMatchingLoss", attention_temperature=0.5),
+                 loss_weights=dict(token=0.0, prototype=0.0, local_matching=1.0))
+    image = torch.randn(1, 64, 64)
+    result = word_patch_attention(model, image, "left pleural effusion")
+    assert result.attention.shape == (3, 8, 8)  # layer2: stride 8
+    # The temperature is the matching loss's: 0.5 here, so 0.1 gives sharper maps.
+    sharper = word_patch_attention(model, image, "left pleural effusion", temperature=0.1)
+    assert sharper.attention.amax() > result.attention.amax()

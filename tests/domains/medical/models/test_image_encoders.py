@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from interlace.domains.medical.models import ResNetImageEncoder, ViTImageEncoder
@@ -10,6 +11,24 @@ def test_resnet_encoder_returns_pooled_layer4_and_layer3_patches():
     # layer3 has stride 16: a 64 px image gives a 4 x 4 map of 256 channels.
     assert features.local_features.shape == (2, 16, encoder.local_dims) == (2, 16, 256)
     assert torch.allclose(features.patch_weights, torch.full((2, 16), 1 / 16))
+
+
+def test_resnet_local_stage_2_gives_the_layer2_map_and_the_same_global_feature():
+    torch.manual_seed(0)
+    stage3 = ResNetImageEncoder(depth=18).eval()
+    stage2 = ResNetImageEncoder(depth=18, local_stage=2).eval()
+    stage2.load_state_dict(stage3.state_dict())  # same parameters: only the tap moves
+    images = torch.randn(2, 1, 64, 64)
+    features = stage2(images)
+    # layer2 has stride 8: an 8 x 8 map of 128 channels.
+    assert features.local_features.shape == (2, 64, stage2.local_dims) == (2, 64, 128)
+    expected = stage2.resnet.layer2(stage2.resnet.layer1(stage2.resnet.maxpool(
+        stage2.resnet.act(stage2.resnet.bn1(stage2.resnet.conv1(images))))))
+    torch.testing.assert_close(features.local_features, expected.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(features.global_features, stage3(images).global_features)
+    assert ResNetImageEncoder(depth=50, local_stage=2).local_dims == 512
+    with pytest.raises(ValueError, match="local_stage must be 2 or 3, got 4"):
+        ResNetImageEncoder(depth=18, local_stage=4)
 
 
 def test_resnet50_uses_bottleneck_widths():

@@ -59,6 +59,19 @@ def test_zero_weights_skip_losses_entirely(tokenizer):
     assert set(model(images, samples, mode="loss")) == {"loss_instance"}
 
 
+def test_local_matching_is_off_by_default_and_shares_the_token_heads(tokenizer):
+    assert _model(tokenizer).local_matching_loss is None  # the published MGCA
+    model = _model(tokenizer, loss_weights=dict(token=0.0, prototype=0.0, local_matching=0.5))
+    assert model.token_loss is None and model.image_local_proj is not None
+    images, samples = _batch(size=4)
+    losses = model(images, samples, mode="loss")
+    assert set(losses) == {"loss_instance", "loss_local_matching"}
+    losses["loss_local_matching"].backward()
+    assert model.image_local_proj.layers[0].weight.grad.abs().sum() > 0
+    assert model.word_local_proj.layers[0].weight.grad.abs().sum() > 0
+    assert model.image_encoder.resnet.conv1.weight.grad.abs().sum() > 0
+
+
 def test_unknown_loss_weight_is_rejected(tokenizer):
     with pytest.raises(KeyError, match="unknown loss weights"):
         _model(tokenizer, loss_weights=dict(instanse=1.0))

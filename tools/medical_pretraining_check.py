@@ -1,16 +1,18 @@
 """Does MGCA pre-training on the generated MIMIC-CXR set learn? Train, probe, localise.
 
 1. generate a synthetic MIMIC-CXR-JPG tree (or use --data);
-2. pre-train the MGCA and the ConVIRT (instance loss only) configs, each for
-   --budget-min minutes of wall time: the config's model, data pipeline and AdamW, with a
+2. pre-train each of --runs (by default: MGCA as published; MGCA whose token level adds
+   cross-sample local matching; ConVIRT, the instance loss only), each for --budget-min
+   minutes of wall time: the config's model, data pipeline and AdamW, with a
    linear warm-up (--warmup share of the budget) then cosine decay driven by elapsed time,
    so a run fits its budget on any machine;
 3. linear probe (frozen global features, 1 / 10 / 100 % of the training labels, several
-   seeds) of MGCA, ConVIRT and the same encoder with random weights;
-4. token attention: for the validation reports' location words ("right" / "left",
-   "upper" / "lower", "opacity", "effusion"), the share of the word->patch attention that
-   falls inside the drawn finding's mask, against chance (uniform attention); a heat-map
-   PNG overlaid on an image.
+   seeds) of every run and of the same encoder with random weights;
+4. token attention, for every run with token-level heads: for the validation reports'
+   location words ("right" / "left", "upper" / "lower", "opacity", "effusion"), the share
+   of the word->patch attention that falls inside the drawn finding's mask, against
+   chance (uniform attention); heat-map PNGs (token_attention_<run>.png) overlaid on an
+   opacity and an effusion image.
 
 Prints a table and writes ``result.json``, the checkpoints and the PNG into --out.
 
@@ -18,6 +20,7 @@ Examples:
   python tools/medical_pretraining_check.py --studies 1500 --budget-min 8
   python tools/medical_pretraining_check.py --data /tmp/mimic --budget-min 1 \\
       --fractions 0.1 1.0 --seeds 0 --out work_dirs/pretraining_check_small
+  python tools/medical_pretraining_check.py --runs matching=configs/medical/mgca_matching_resnet18_minilm_synthetic.py
 """
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ import time
 from pathlib import Path
 
 MGCA_CONFIG = "configs/medical/mgca_resnet18_minilm_synthetic.py"
+MATCHING_CONFIG = "configs/medical/mgca_matching_resnet18_minilm_synthetic.py"
 CONVIRT_CONFIG = "configs/medical/convirt_resnet18_minilm_synthetic.py"
+DEFAULT_RUNS = (f"mgca={MGCA_CONFIG}", f"mgca_matching={MATCHING_CONFIG}",
+                f"convirt={CONVIRT_CONFIG}")
 LABELS = ("Lung Opacity", "Pleural Effusion", "Cardiomegaly", "Support Devices", "No Finding")
 
 
@@ -50,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "time (all threads; fairer on a machine shared with others)")
     parser.add_argument("--warmup", type=float, default=0.1,
                         help="share of the budget spent warming the lr up")
-    parser.add_argument("--mgca-config", default=MGCA_CONFIG)
-    parser.add_argument("--convirt-config", default=CONVIRT_CONFIG)
-    parser.add_argument("--skip-convirt", action="store_true")
+    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), metavar="NAME=CONFIG",
+                        help="pre-training runs; a run named 'convirt' is the baseline the "
+                             "others are compared with")
+    parser.add_argument("--skip-convirt", action="store_true",
+                        help="leave the 'convirt' run out")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default="work_dirs/medical_pretraining_check")
@@ -180,7 +188,7 @@ def localisation(model, cfg, data_root: str, png: Path, max_studies: int = 150) 
     dataset = MimicCxrDataset(data_root, split=["validate", "test"], unit="image",
                               pipeline=[transform])
     by_role: dict[str, list[tuple[float, float]]] = {}
-    example = None
+    examples: dict[str, tuple] = {}  # finding -> its first image with that finding
     studies = 0
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -199,8 +207,8 @@ def localisation(model, cfg, data_root: str, png: Path, max_studies: int = 150) 
                                                   masks[finding])
             key = f"{finding}:{role}"
             by_role.setdefault(key, []).append((mass, chance))
-        if example is None and any(f == "opacity" for _, f, _ in hits):
-            example = (sample, words_attention, hits, masks["opacity"])
+        for finding in masks:
+            examples.setdefault(finding, (sample, words_attention, hits, masks[finding]))
         if studies >= max_studies:
             break
     summary = {}
@@ -208,14 +216,35 @@ def localisation(model, cfg, data_root: str, png: Path, max_studies: int = 150) 
         mass, chance = np.array(pairs).T
         summary[key] = dict(n=len(pairs), mass=float(mass.mean()), chance=float(chance.mean()),
                             ratio=float(mass.mean() / max(chance.mean(), 1e-9)))
-    if example is not None:
-        sample, attention, hits, mask = example
+    pngs = []
+    for finding, (sample, attention, hits, mask) in sorted(examples.items()):
+        # The finding's first mention: side, zone (opacity) and the finding word.
         maps = [(attention.words[i], attention.attention[i]) for i, f, _ in hits
-                if f == "opacity"][:3]  # its first mention: side, zone, "opacity"
-        save_attention_overlay(png, sample["img"][0].numpy(), maps, mask,
+                if f == finding][:3]
+        path = png.with_name(f"{png.stem}_{finding}{png.suffix}")
+        save_attention_overlay(path, sample["img"][0].numpy(), maps, mask,
                                title=f"study {sample['study_id']}: word->patch attention; "
-                                     "white = opacity mask")
-    return dict(studies=studies, words=summary, png=str(png) if example else None)
+                                     f"white = {finding} mask")
+        pngs.append(str(path))
+    return dict(studies=studies, words=summary, png=pngs)
+
+
+def _has_token_heads(model) -> bool:
+    return getattr(model, "image_local_proj", None) is not None
+
+
+def _parse_runs(items, skip_convirt: bool) -> dict[str, str]:
+    runs = {}
+    for item in items:
+        name, sep, config = item.partition("=")
+        if not sep or not name or not config:
+            raise SystemExit(f"--runs: expected NAME=CONFIG, got {item!r}")
+        if not Path(config).is_file():
+            raise SystemExit(f"--runs: {name}: no config file {config}")
+        runs[name] = config
+    if skip_convirt:
+        runs.pop("convirt", None)
+    return runs
 
 
 def _mean(table: dict, fraction: float) -> float:
@@ -228,6 +257,7 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from interlace.domains.medical.data import make_synthetic_mimic
+    runs = _parse_runs(args.runs, args.skip_convirt)  # before minutes of data generation
     _init()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,11 +268,8 @@ def main(argv=None) -> int:
         summary = make_synthetic_mimic(data_root, args.studies, args.seed,
                                        min_size=args.image_size, max_size=args.image_size)
         print(f"generated {summary['studies']} studies under {data_root}")
-    runs = {"mgca": args.mgca_config} if args.skip_convirt else {
-        "mgca": args.mgca_config, "convirt": args.convirt_config}
     result: dict = dict(data=data_root, budget_min=args.budget_min, clock=args.clock,
-                        seeds=args.seeds,
-                        fractions=args.fractions, runs={})
+                        seeds=args.seeds, fractions=args.fractions, runs={}, localisation={})
     tables = {}
     for name, config in runs.items():
         cfg = Config.fromfile(config)
@@ -251,38 +278,50 @@ def main(argv=None) -> int:
         torch.save(model.state_dict(), out / f"{name}.pth")
         tables[name] = probe(model, cfg, data_root, args.fractions, args.seeds)
         result["runs"][name] = dict(config=config, training=history, probe=tables[name])
-        if name == "mgca":
-            result["localisation"] = localisation(model, cfg, data_root,
-                                                  out / "token_attention.png")
-    cfg = Config.fromfile(args.mgca_config)
+        if _has_token_heads(model):
+            result["localisation"][name] = localisation(model, cfg, data_root,
+                                                        out / f"token_attention_{name}.png")
+    # Random weights of the first run's encoder (all runs share the image encoder's
+    # global path, and _build_model seeds alike).
+    first = next(iter(runs.values()))
+    cfg = Config.fromfile(first)
     tables["random"] = probe(_build_model(cfg, args.seed), cfg, data_root, args.fractions,
                              args.seeds)
-    result["runs"]["random"] = dict(config=args.mgca_config, probe=tables["random"])
+    result["runs"]["random"] = dict(config=first, probe=tables["random"])
 
     print(f"\nLinear probe mean AUROC x100 over labels (mean ± std over seeds {args.seeds})")
-    header = "encoder   " + "".join(f"{f * 100:>14g} %" for f in args.fractions)
-    print(header)
+    print("encoder        " + "".join(f"{f * 100:>14g} %" for f in args.fractions))
     for name, table in tables.items():
         cells = []
         for f in args.fractions:
             summary = table["results"][str(float(f))]["mean_auroc"]
             cells.append(f"{summary['mean'] * 100:9.1f} ± {summary['std'] * 100:4.1f}")
-        print(f"{name:<10}" + "".join(f"{c:>16}" for c in cells))
+        print(f"{name:<15}" + "".join(f"{c:>16}" for c in cells))
     low = min(args.fractions)
-    result["checks"] = dict(mgca_minus_random_at_lowest_fraction=(
-        _mean(tables["mgca"], low) - _mean(tables["random"], low)))
-    if "convirt" in tables:
-        result["checks"]["mgca_minus_convirt"] = {
-            str(f): _mean(tables["mgca"], f) - _mean(tables["convirt"], f) for f in args.fractions}
-    print(f"\nMGCA - random at {low * 100:g} %: "
-          f"{result['checks']['mgca_minus_random_at_lowest_fraction'] * 100:+.1f} AUROC points")
-    loc = result["localisation"]
-    print(f"\nToken attention on {loc['studies']} validation/test images: attention mass in "
-          "the finding's mask (chance = uniform attention)")
-    for key, row in loc["words"].items():
-        print(f"  {key:<18} n={row['n']:<4} mass={row['mass']:.3f}  chance={row['chance']:.3f}"
-              f"  ratio={row['ratio']:.1f}x")
-    print(f"heat map: {loc['png']}")
+    checks: dict = {}
+    for name in runs:
+        if name == "convirt":
+            continue
+        row = dict(minus_random_at_lowest_fraction=_mean(tables[name], low)
+                   - _mean(tables["random"], low))
+        if "convirt" in tables:
+            row["minus_convirt"] = {str(f): _mean(tables[name], f)
+                                    - _mean(tables["convirt"], f) for f in args.fractions}
+        checks[name] = row
+        line = f"\n{name} - random at {low * 100:g} %: " \
+               f"{row['minus_random_at_lowest_fraction'] * 100:+.1f} AUROC points"
+        if "minus_convirt" in row:
+            line += "; - convirt: " + ", ".join(
+                f"{v * 100:+.1f} at {float(k) * 100:g} %" for k, v in row["minus_convirt"].items())
+        print(line)
+    result["checks"] = checks
+    for name, loc in result["localisation"].items():
+        print(f"\nToken attention of {name} on {loc['studies']} validation/test images: "
+              "attention mass in the finding's mask (chance = uniform attention)")
+        for key, row in loc["words"].items():
+            print(f"  {key:<18} n={row['n']:<4} mass={row['mass']:.3f}  "
+                  f"chance={row['chance']:.3f}  ratio={row['ratio']:.1f}x")
+        print("heat maps: " + ", ".join(loc["png"]))
     result["seconds"] = round(time.perf_counter() - started, 1)
     (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {out / 'result.json'} ({result['seconds']:.0f} s in all)")

@@ -31,7 +31,23 @@ def test_tiny_run_writes_the_table_json_and_heat_map(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Linear probe mean AUROC" in proc.stdout and "Token attention" in proc.stdout
     result = json.loads((tmp_path / "result.json").read_text())
-    assert set(result["runs"]) == {"mgca", "convirt", "random"}
+    assert set(result["runs"]) == {"mgca", "mgca_matching", "convirt", "random"}
     assert result["runs"]["mgca"]["training"]["steps"] > 0
-    assert "opacity:finding" in result["localisation"]["words"]
-    assert (tmp_path / "token_attention.png").stat().st_size > 1000
+    # ConVIRT has no token-level heads, so nothing to localise.
+    assert set(result["localisation"]) == {"mgca", "mgca_matching"}
+    assert "opacity:finding" in result["localisation"]["mgca_matching"]["words"]
+    assert set(result["checks"]["mgca_matching"]) == {"minus_random_at_lowest_fraction",
+                                                      "minus_convirt"}
+    for name in ("mgca", "mgca_matching"):
+        for finding in ("effusion", "opacity"):
+            assert (tmp_path / f"token_attention_{name}_{finding}.png").stat().st_size > 1000
+
+
+def test_bad_runs_are_refused_before_any_work(tmp_path):
+    proc = run_tool("tools/medical_pretraining_check.py", "--runs", "mgca",
+                    "--out", tmp_path)
+    assert proc.returncode != 0 and "expected NAME=CONFIG, got 'mgca'" in proc.stderr
+    proc = run_tool("tools/medical_pretraining_check.py", "--runs", "x=configs/none.py",
+                    "--out", tmp_path)
+    assert proc.returncode != 0 and "x: no config file configs/none.py" in proc.stderr
+    assert not (tmp_path / "data").exists()

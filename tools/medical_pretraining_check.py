@@ -14,13 +14,15 @@
    chance (uniform attention); heat-map PNGs (token_attention_<run>.png) overlaid on an
    opacity and an effusion image.
 
-Prints a table and writes ``result.json``, the checkpoints and the PNG into --out.
+Prints a table and writes ``result.json``, the checkpoints and the heat-map PNGs into
+--out.
 
 Examples:
   python tools/medical_pretraining_check.py --studies 1500 --budget-min 8
   python tools/medical_pretraining_check.py --data /tmp/mimic --budget-min 1 \\
       --fractions 0.1 1.0 --seeds 0 --out work_dirs/pretraining_check_small
-  python tools/medical_pretraining_check.py --runs matching=configs/medical/mgca_matching_resnet18_minilm_synthetic.py
+  python tools/medical_pretraining_check.py --budget-min 15 \\
+      --runs matching=configs/medical/mgca_matching_resnet18_minilm_synthetic.py
 """
 from __future__ import annotations
 

@@ -2,9 +2,11 @@
 
 Total loss = instance (ITA) + token (CTA) + prototype (CPA) alignment, each weighted; a
 weight of 0 removes that loss and the heads only it uses (ConVIRT = instance only). An
-optional fourth term, cross-sample local matching (GLoRIA's word-region score contrasted
-over the batch, :class:`~interlace.core.alignment.LocalMatchingLoss`), is off by default
-(weight 0: the published MGCA); it shares the token level's projection heads.
+optional fourth term, cross-sample local matching (words find their regions in their own
+image rather than in the batch's others, :class:`~interlace.core.alignment.LocalMatchingLoss`),
+is off by default (weight 0: the published MGCA); it shares the token level's projection
+heads. ``configs/medical/mgca_matching_resnet18_minilm_synthetic.py`` uses it instead of
+CTA, which does not ground words on the generated set (see that config).
 The losses live in :mod:`interlace.core.alignment`; this module wires encoders, projection
 heads and losses together.
 """

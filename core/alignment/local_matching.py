@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from interlace.core.engine.registry import MODELS
 
-from .token import clip_and_renormalise
+from .token import word_mask_and_weights
 
 __all__ = ["LocalMatchingLoss", "LocalMatchingOutput"]
 
@@ -97,14 +97,10 @@ class LocalMatchingLoss(nn.Module):
             raise ValueError(f"expected words (B, W, D) and patches (B, N, D), got "
                              f"{tuple(words.shape)} and {tuple(patches.shape)}")
         batch, num_words, _ = words.shape
-        if word_mask is None:
-            word_mask = torch.zeros(batch, num_words, dtype=torch.bool, device=words.device)
+        word_mask, weights = word_mask_and_weights(words, word_mask, word_weights,
+                                                   self.clip_quantiles)  # (B_j, W)
         words = F.normalize(words, dim=-1)
         patches = F.normalize(patches, dim=-1)
-        with torch.no_grad():
-            raw = (torch.ones(batch, num_words, dtype=words.dtype, device=words.device)
-                   if word_weights is None else word_weights.detach().to(words.dtype))
-            weights = clip_and_renormalise(raw, word_mask, *self.clip_quantiles)  # (B_j, W)
 
         # sim[i, j, w, n]: word w of report j against patch n of image i.
         sim = torch.einsum("jwd,ind->ijwn", words, patches) / self.attention_temperature

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from interlace.core.engine.registry import MODELS
 
-__all__ = ["aggregate_word_pieces", "clip_and_renormalise", "TokenAlignmentLoss",
+__all__ = ["aggregate_word_pieces", "clip_and_renormalise", "word_mask_and_weights",
+           "TokenAlignmentLoss",
            "TokenAlignmentOutput", "DEFAULT_SPECIAL_TOKENS"]
 
 DEFAULT_SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]"})
@@ -118,6 +119,26 @@ def clip_and_renormalise(weights: Tensor, mask: Optional[Tensor] = None, low: fl
                        uniform)
 
 
+def word_mask_and_weights(words: Tensor, word_mask: Optional[Tensor],
+                          word_weights: Optional[Tensor],
+                          clip_quantiles: tuple[float, float] = (0.1, 0.9),
+                          ) -> tuple[Tensor, Tensor]:
+    """The padding mask and the loss weights of (B, W, D) `words`, as the token losses use.
+
+    Returns ``(mask (B, W) bool, True = padding; all False when None, weights (B, W))``:
+    `word_weights` (uniform when None) detached, clipped to their `clip_quantiles` and
+    renormalised over the valid words (:func:`clip_and_renormalise`), in ``words.dtype``.
+    """
+    batch, num_words = words.shape[:2]
+    if word_mask is None:
+        word_mask = torch.zeros(batch, num_words, dtype=torch.bool, device=words.device)
+    with torch.no_grad():
+        raw = (torch.ones(batch, num_words, dtype=words.dtype, device=words.device)
+               if word_weights is None else word_weights.detach().to(words.dtype))
+        weights = clip_and_renormalise(raw, word_mask, *clip_quantiles)
+    return word_mask, weights
+
+
 class TokenAlignmentOutput(NamedTuple):
     """What :class:`TokenAlignmentLoss` returns (unpacks like a tuple)."""
 
@@ -212,18 +233,12 @@ class TokenAlignmentLoss(nn.Module):
             :class:`TokenAlignmentOutput` with the scalar losses and the word->patch
             attention maps (B, W, N) (rows of padding words are meaningless).
         """
-        batch, num_words, _ = words.shape
-        if word_mask is None:
-            word_mask = torch.zeros(batch, num_words, dtype=torch.bool, device=words.device)
+        word_mask, w_weights = word_mask_and_weights(words, word_mask, word_weights,
+                                                     self.clip_quantiles)
         words = F.normalize(words, dim=-1)
         patches = F.normalize(patches, dim=-1)
 
         with torch.no_grad():
-            if word_weights is None:
-                word_weights = torch.ones(batch, num_words, dtype=words.dtype,
-                                          device=words.device)
-            w_weights = clip_and_renormalise(word_weights.detach().to(words.dtype), word_mask,
-                                             *self.clip_quantiles)
             if patch_weights is None:
                 p_weights = torch.ones(patches.shape[:2], dtype=patches.dtype,
                                        device=patches.device)

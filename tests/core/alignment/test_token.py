@@ -113,3 +113,18 @@ def test_token_loss_attention_points_at_matching_patch_and_gradients_flow():
     for grad in (words.grad, patches.grad):
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
     assert words.grad[1, 2].abs().sum() == 0  # the padding word takes no part
+
+
+def test_word_mask_and_weights_defaults_to_no_padding_and_uniform_weights():
+    from interlace.core.alignment.token import word_mask_and_weights
+
+    words = torch.randn(2, 3, 4, dtype=torch.float64)
+    mask, weights = word_mask_and_weights(words, None, None)
+    assert mask.tolist() == [[False] * 3] * 2 and weights.dtype == torch.float64
+    torch.testing.assert_close(weights, torch.full((2, 3), 1 / 3, dtype=torch.float64))
+    padding = torch.tensor([[False, False, True], [False, False, False]])
+    raw = torch.tensor([[1.0, 3.0, 99.0], [1.0, 1.0, 2.0]], requires_grad=True)
+    mask, weights = word_mask_and_weights(words, padding, raw, (0.0, 1.0))
+    assert mask is padding and not weights.requires_grad  # detached: weights only count
+    torch.testing.assert_close(weights, torch.tensor([[0.25, 0.75, 0.0], [0.25, 0.25, 0.5]],
+                                                     dtype=torch.float64))

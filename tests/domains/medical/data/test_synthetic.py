@@ -112,3 +112,19 @@ def test_effusion_mask_is_on_the_named_side_at_the_lung_base():
         assert fluid.any()
         assert (np.flatnonzero(fluid.any(axis=0)).mean() < 96) == (side == "right")
         assert np.nonzero(fluid)[0].mean() > 0.55 * 192  # the base, not the apex
+
+
+def test_tube_is_as_wide_as_a_real_one_and_brighter_than_the_spine_under_it():
+    """An adult endotracheal tube is ~1 cm across on a 35-43 cm film: 2-3 % of the width,
+    so it stays 2-3 px wide when a model downsamples the image to 96 px."""
+    import numpy as np
+    from scipy.ndimage import binary_dilation
+
+    for seed in range(6):
+        image, masks = _frontal(dict(support_device=True), seed)
+        tube = masks["device"]
+        widths = tube.sum(axis=1)[tube.any(axis=1)]
+        assert 0.018 * 192 <= np.median(widths) <= 0.032 * 192 + 1
+        assert np.flatnonzero(tube.any(axis=1)).max() < 0.4 * 192  # stops above the carina
+        beside = binary_dilation(tube, iterations=3) & ~tube
+        assert image[tube].mean() - image[beside].mean() > 10

@@ -13,8 +13,10 @@ what only its image shows ("opacity", "right" in "right lower lobe opacity") can
 score in its own image by attending to where the finding is, so the attention grounds.
 
 Nothing here knows the modalities: "words" and "patches" are any two sets of local tokens.
-Negatives come from the local batch only: gathering them would make the (B, B, W, N)
-attention grow with the square of the world size.
+Under torch.distributed the negatives come from every rank, as in
+:class:`~.instance.InstanceContrastiveLoss`: each rank scores its own reports against all
+images and its own images against all reports, so the attention grows linearly with the
+world size ((B_all, B, W, N) twice), not with its square.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 
 from interlace.core.engine.registry import MODELS
 
+from .distributed import all_reduce_max, gather_with_grad, is_distributed, rank_offset
 from .token import word_mask_and_weights
 
 __all__ = ["LocalMatchingLoss", "LocalMatchingOutput"]
@@ -60,11 +63,15 @@ class LocalMatchingLoss(nn.Module):
             weights. A finding word is a few percent of a report's weight, so in a report
             score its evidence is diluted by the template words that match every image
             alike; alone, its logits are not.
+        gather_distributed: take negatives from every rank (see :func:`gather_with_grad`).
+            Each rank returns the mean over its own rows, so the mean of the ranks' losses
+            is the single-process loss on the global batch (and, as for the instance loss,
+            DDP's gradient averaging removes the ``world_size`` factor).
     """
 
     def __init__(self, attention_temperature: float = 0.1, temperature: float = 0.1,
                  clip_quantiles: tuple[float, float] = (0.1, 0.9),
-                 granularity: str = "report") -> None:
+                 granularity: str = "report", gather_distributed: bool = True) -> None:
         super().__init__()
         if granularity not in ("report", "word"):
             raise ValueError(f"granularity must be 'report' or 'word', got {granularity!r}")
@@ -75,6 +82,7 @@ class LocalMatchingLoss(nn.Module):
         self.attention_temperature = attention_temperature
         self.temperature = temperature
         self.clip_quantiles = tuple(clip_quantiles)
+        self.gather_distributed = gather_distributed
 
     def forward(self, words: Tensor, word_mask: Optional[Tensor], word_weights: Optional[Tensor],
                 patches: Tensor) -> LocalMatchingOutput:
@@ -97,27 +105,49 @@ class LocalMatchingLoss(nn.Module):
             raise ValueError(f"expected words (B, W, D) and patches (B, N, D), got "
                              f"{tuple(words.shape)} and {tuple(patches.shape)}")
         batch, num_words, _ = words.shape
-        word_mask, weights = word_mask_and_weights(words, word_mask, word_weights,
-                                                   self.clip_quantiles)  # (B_j, W)
+        _, weights = word_mask_and_weights(words, word_mask, word_weights,
+                                           self.clip_quantiles)  # (B, W), padding 0
         words = F.normalize(words, dim=-1)
         patches = F.normalize(patches, dim=-1)
+        gather = self.gather_distributed and is_distributed()
+        offset = rank_offset(batch) if gather else 0
+        targets = torch.arange(batch, device=words.device) + offset
+        # This rank's reports against every image: (B_all, B, W) cosines.
+        patches_all = gather_with_grad(patches) if gather else patches
+        attention, cosine = self._read(words, patches_all)
+        scores = (cosine * weights[None]).sum(dim=-1)  # (B_all images, B reports)
+        if self.granularity == "report":
+            if gather:
+                # This rank's images against every report: (B, B_all). Ranks pad their
+                # reports to different lengths; all_gather needs one, padding weighs 0.
+                longest = int(all_reduce_max(torch.tensor(num_words, device=words.device)))
+                pad = (0, longest - num_words)
+                words_all = gather_with_grad(F.pad(words, (0, 0) + pad))
+                weights_all = gather_with_grad(F.pad(weights, pad))
+                cosine_all = self._read(words_all, patches)[1]
+                image_scores = (cosine_all * weights_all[None]).sum(dim=-1)
+            else:
+                image_scores = scores
+            loss = 0.5 * (F.cross_entropy(image_scores / self.temperature, targets)
+                          + F.cross_entropy(scores.T / self.temperature, targets))
+        else:
+            # Each word of this rank's report j picks its image among all: (B * W, B_all).
+            logits = cosine.permute(1, 2, 0).reshape(batch * num_words, -1) / self.temperature
+            per_word = F.cross_entropy(logits, targets.repeat_interleave(num_words),
+                                       reduction="none").view(batch, num_words)
+            loss = (per_word * weights).sum(dim=1).mean()
+        local = torch.arange(batch, device=words.device)
+        own = attention[targets, local]  # (B, W, N): report b over image b
+        return LocalMatchingOutput(loss, scores[offset:offset + batch].detach(), own.detach())
 
+    def _read(self, words: Tensor, patches: Tensor) -> tuple[Tensor, Tensor]:
+        """Every report read in every image.
+
+        words (B_j, W, D) and patches (B_i, N, D), both L2-normalised ->
+        (attention (B_i, B_j, W, N), cosine (B_i, B_j, W) of each word with its context).
+        """
         # sim[i, j, w, n]: word w of report j against patch n of image i.
         sim = torch.einsum("jwd,ind->ijwn", words, patches) / self.attention_temperature
         attention = sim.softmax(dim=-1)
         context = F.normalize(torch.einsum("ijwn,ind->ijwd", attention, patches), dim=-1)
-        cosine = (context * words[None]).sum(dim=-1)  # (B_i, B_j, W)
-        scores = (cosine * weights[None]).sum(dim=-1)  # (B_i, B_j)
-        targets = torch.arange(batch, device=words.device)
-        if self.granularity == "report":
-            logits = scores / self.temperature
-            loss = 0.5 * (F.cross_entropy(logits, targets)
-                          + F.cross_entropy(logits.T, targets))
-        else:
-            # Each word of report j picks its image among the batch's: (B_j * W, B_i).
-            logits = cosine.permute(1, 2, 0).reshape(batch * num_words, batch) / self.temperature
-            per_word = F.cross_entropy(logits, targets.repeat_interleave(num_words),
-                                       reduction="none").view(batch, num_words)
-            loss = (per_word * weights).sum(dim=1).mean()
-        own = attention[targets, targets]  # (B, W, N): report b over image b
-        return LocalMatchingOutput(loss, scores.detach(), own.detach())
+        return attention, (context * words[None]).sum(dim=-1)

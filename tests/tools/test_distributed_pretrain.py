@@ -27,7 +27,8 @@ VOCAB = ["no", "small", "large", "left", "right", "pneumo", "##thor", "##ax", "e
 
 
 def _model():
-    """A tiny MGCA, identical on every rank (seeded), with all three losses."""
+    """A tiny MGCA, identical on every rank (seeded), with all three losses and the
+    optional cross-sample local matching."""
     from interlace.domains.medical.models import MGCA
 
     torch.manual_seed(0)
@@ -37,7 +38,8 @@ def _model():
                  text_encoder=dict(type="ReportTextEncoder", config=bert, num_layers=2,
                                    vocab=VOCAB),
                  embed_dims=16, hidden_dims=32,
-                 prototype_loss=dict(type="PrototypeAlignmentLoss", num_prototypes=8))
+                 prototype_loss=dict(type="PrototypeAlignmentLoss", num_prototypes=8),
+                 loss_weights=dict(local_matching=0.5))
     # BN running statistics away from (0, 1) so eval mode is not a trivial identity.
     generator = torch.Generator().manual_seed(2)
     for module in model.modules():
@@ -101,14 +103,16 @@ def test_two_ranks_match_the_single_process_loss_and_gradients(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = torch.load(tmp_path / "distributed.pt")
     reference_losses, reference_grads = _losses_and_grads(_model(), *_global_batch())
-    assert set(result["losses"]) == {"loss_instance", "loss_token", "loss_prototype"}
+    assert set(result["losses"]) == {"loss_instance", "loss_token", "loss_prototype",
+                                     "loss_local_matching"}
     for key, value in reference_losses.items():
         assert result["losses"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     # Without gathering, each rank's instance loss would see only 3 negatives, not 7, and be
     # smaller; the ranks' own losses differ from each other, so this is not trivially equal.
     local = [json.loads((tmp_path / f"rank{r}.json").read_text())["local_losses"]
              for r in (0, 1)]
-    assert local[0]["loss_instance"] != pytest.approx(local[1]["loss_instance"], rel=1e-4)
+    for key in ("loss_instance", "loss_local_matching"):
+        assert local[0][key] != pytest.approx(local[1][key], rel=1e-4), key
     assert reference_grads.keys() == result["grads"].keys()
     for name, grad in reference_grads.items():
         torch.testing.assert_close(result["grads"][name], grad, rtol=1e-4, atol=1e-6,

@@ -1,13 +1,13 @@
-"""Two gloo processes: gathered-negative InfoNCE and distributed Sinkhorn equal the
-single-process results on the global batch (values and local gradients)."""
+"""Two gloo processes: gathered-negative InfoNCE, local matching and distributed Sinkhorn
+equal the single-process results on the global batch (values and local gradients)."""
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from interlace.core.alignment import (InstanceContrastiveLoss, gather_with_grad, rank_offset,
-                                      sinkhorn_knopp)
+from interlace.core.alignment import (InstanceContrastiveLoss, LocalMatchingLoss,
+                                      gather_with_grad, rank_offset, sinkhorn_knopp)
 
 WORLD = 2
 LOCAL_BATCH = 3
@@ -20,6 +20,44 @@ def _global_batch():
     scores = torch.nn.functional.normalize(
         torch.randn(WORLD * LOCAL_BATCH, 4, generator=generator, dtype=torch.float64), dim=1)
     return a, b, scores
+
+
+def _check_local_matching(rank: int, granularity: str) -> None:
+    """Rank 1's reports are one word shorter (its batch padded less): gathering pads them."""
+    generator = torch.Generator().manual_seed(99)
+    words = torch.randn(WORLD * LOCAL_BATCH, 4, 5, generator=generator, dtype=torch.float64)
+    patches = torch.randn(WORLD * LOCAL_BATCH, 6, 5, generator=generator, dtype=torch.float64)
+    weights = torch.rand(WORLD * LOCAL_BATCH, 4, generator=generator, dtype=torch.float64)
+    mask = torch.zeros(WORLD * LOCAL_BATCH, 4, dtype=torch.bool)
+    mask[LOCAL_BATCH:, 3] = True
+    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    length = 4 if rank == 0 else 3
+
+    words_ref, patches_ref = words.clone().requires_grad_(), patches.clone().requires_grad_()
+    ref = LocalMatchingLoss(0.5, 0.2, granularity=granularity, gather_distributed=False)(
+        words_ref, mask, weights, patches_ref)
+    ref.loss.backward()
+
+    words_loc = words[rows, :length].clone().requires_grad_()
+    patches_loc = patches[rows].clone().requires_grad_()
+    out = LocalMatchingLoss(0.5, 0.2, granularity=granularity)(
+        words_loc, mask[rows, :length], weights[rows, :length], patches_loc)
+    out.loss.backward()
+    mean_loss = out.loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    torch.testing.assert_close(mean_loss / WORLD, ref.loss.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(words_loc.grad, WORLD * words_ref.grad[rows, :length],
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(patches_loc.grad, WORLD * patches_ref.grad[rows], atol=1e-6,
+                               rtol=0)
+    # Scores and attention are this rank's block of the global ones.
+    torch.testing.assert_close(out.scores, ref.scores[rows, rows], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.word_to_patch_attention,
+                               ref.word_to_patch_attention[rows, :length], atol=1e-6, rtol=0)
+    # Without gathering, each rank would contrast 3 reports, not 6: a different loss.
+    alone = LocalMatchingLoss(0.5, 0.2, granularity=granularity, gather_distributed=False)(
+        words_loc.detach(), mask[rows, :length], weights[rows, :length], patches_loc.detach())
+    assert abs(float(alone.loss) - float(out.loss)) > 1e-3
 
 
 def _worker(rank: int, init_file: str) -> None:
@@ -48,6 +86,9 @@ def _worker(rank: int, init_file: str) -> None:
         torch.testing.assert_close(a_loc.grad, WORLD * a_ref.grad[rows], atol=1e-6, rtol=0)
         torch.testing.assert_close(b_loc.grad, WORLD * b_ref.grad[rows], atol=1e-6, rtol=0)
 
+        for granularity in ("report", "word"):
+            _check_local_matching(rank, granularity)
+
         # gather_with_grad itself: rank order and the summed backward.
         x = torch.full((2, 1), float(rank), dtype=torch.float64, requires_grad=True)
         gathered = gather_with_grad(x)
@@ -65,7 +106,7 @@ def _worker(rank: int, init_file: str) -> None:
 
 
 @pytest.mark.dist
-def test_gathered_infonce_and_sinkhorn_match_single_process(tmp_path):
+def test_gathered_losses_and_sinkhorn_match_single_process(tmp_path):
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
     mp.spawn(_worker, args=(str(tmp_path / "init"),), nprocs=WORLD, join=True)

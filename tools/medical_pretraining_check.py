@@ -11,8 +11,10 @@
 4. token attention, for every run with token-level heads: for the validation reports'
    location words ("right" / "left", "upper" / "lower", "opacity", "effusion"), the share
    of the word->patch attention that falls inside the drawn finding's mask, against
-   chance (uniform attention); heat-map PNGs (token_attention_<run>.png) overlaid on an
-   opacity and an effusion image.
+   chance (uniform attention), and the pointing game (how often the attention's peak is
+   on the mask, on the finding's side, in its quadrant, against a random peak); heat-map
+   PNGs (token_attention_<run>_<finding>.png) of an opacity and an effusion image.
+   ``tools/medical_grounding.py`` scores a saved checkpoint the same way.
 
 Prints a table and writes ``result.json``, the checkpoints and the heat-map PNGs into
 --out.
@@ -177,58 +179,10 @@ def probe(model, cfg, data_root: str, fractions, seeds) -> dict:
     return table
 
 
-def localisation(model, cfg, data_root: str, png: Path, max_studies: int = 150) -> dict:
-    """Attention mass of location / finding words inside the finding's mask vs chance."""
-    import numpy as np
-
-    from interlace.domains.medical.data import MimicCxrDataset
-    from interlace.domains.medical.data.synthetic import MASK_DIR
-    from interlace.domains.medical.evaluation.token_attention import (
-        attention_mass_in_mask, finding_words, save_attention_overlay, word_patch_attention)
-
-    transform = _eval_transform(cfg)
-    dataset = MimicCxrDataset(data_root, split=["validate", "test"], unit="image",
-                              pipeline=[transform])
-    by_role: dict[str, list[tuple[float, float]]] = {}
-    examples: dict[str, tuple] = {}  # finding -> its first image with that finding
-    studies = 0
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        dicom_id = Path(sample["img_path"]).stem
-        words_attention = word_patch_attention(model, sample["img"], sample["report"])
-        hits = finding_words(words_attention.words)
-        if not hits:
-            continue
-        studies += 1
-        masks = {}
-        for position, finding, role in hits:
-            if finding not in masks:
-                mask_path = Path(data_root) / MASK_DIR / finding / f"{dicom_id}.png"
-                masks[finding] = transform(dict(img_path=str(mask_path)))["img"][0].numpy() > 0
-            mass, chance = attention_mass_in_mask(words_attention.attention[position],
-                                                  masks[finding])
-            key = f"{finding}:{role}"
-            by_role.setdefault(key, []).append((mass, chance))
-        for finding in masks:
-            examples.setdefault(finding, (sample, words_attention, hits, masks[finding]))
-        if studies >= max_studies:
-            break
-    summary = {}
-    for key, pairs in sorted(by_role.items()):
-        mass, chance = np.array(pairs).T
-        summary[key] = dict(n=len(pairs), mass=float(mass.mean()), chance=float(chance.mean()),
-                            ratio=float(mass.mean() / max(chance.mean(), 1e-9)))
-    pngs = []
-    for finding, (sample, attention, hits, mask) in sorted(examples.items()):
-        # The finding's first mention: side, zone (opacity) and the finding word.
-        maps = [(attention.words[i], attention.attention[i]) for i, f, _ in hits
-                if f == finding][:3]
-        path = png.with_name(f"{png.stem}_{finding}{png.suffix}")
-        save_attention_overlay(path, sample["img"][0].numpy(), maps, mask,
-                               title=f"study {sample['study_id']}: word->patch attention; "
-                                     f"white = {finding} mask")
-        pngs.append(str(path))
-    return dict(studies=studies, words=summary, png=pngs)
+def localisation(model, cfg, data_root: str, png: Path) -> dict:
+    """Token attention of the location / finding words against the findings' masks."""
+    from interlace.domains.medical.evaluation.grounding import evaluate_grounding
+    return evaluate_grounding(model, data_root, _eval_transform(cfg), png=png)
 
 
 def _has_token_heads(model) -> bool:
@@ -317,12 +271,12 @@ def main(argv=None) -> int:
                 f"{v * 100:+.1f} at {float(k) * 100:g} %" for k, v in row["minus_convirt"].items())
         print(line)
     result["checks"] = checks
+    from interlace.domains.medical.evaluation.grounding import format_grounding
     for name, loc in result["localisation"].items():
-        print(f"\nToken attention of {name} on {loc['studies']} validation/test images: "
-              "attention mass in the finding's mask (chance = uniform attention)")
-        for key, row in loc["words"].items():
-            print(f"  {key:<18} n={row['n']:<4} mass={row['mass']:.3f}  "
-                  f"chance={row['chance']:.3f}  ratio={row['ratio']:.1f}x")
+        print(f"\nToken attention of {name} on {loc['images']} validation/test images: "
+              "attention mass in the finding's mask over uniform attention's; how often "
+              "the peak is on the mask, on its side, in its quadrant (chance: a random peak)")
+        print("\n".join(format_grounding(loc)))
         print("heat maps: " + ", ".join(loc["png"]))
     result["seconds"] = round(time.perf_counter() - started, 1)
     (out / "result.json").write_text(json.dumps(result, indent=1, default=float))

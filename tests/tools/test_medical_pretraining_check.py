@@ -35,7 +35,9 @@ def test_tiny_run_writes_the_table_json_and_heat_map(tmp_path):
     assert result["runs"]["mgca"]["training"]["steps"] > 0
     # ConVIRT has no token-level heads, so nothing to localise.
     assert set(result["localisation"]) == {"mgca", "mgca_matching"}
-    assert "opacity:finding" in result["localisation"]["mgca_matching"]["words"]
+    row = result["localisation"]["mgca_matching"]["words"]["opacity:finding"]
+    assert {"ratio", "point_rate", "side_rate", "quadrant_rate"} <= set(row)
+    assert "point hit % (chance)" in proc.stdout
     assert set(result["checks"]["mgca_matching"]) == {"minus_random_at_lowest_fraction",
                                                       "minus_convirt"}
     for name in ("mgca", "mgca_matching"):

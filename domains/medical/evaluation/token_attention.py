@@ -8,6 +8,8 @@ words "right" / "lower" in front of it) should fall inside the drawn opacity. Th
 * :func:`word_patch_attention` - the (W, h, w) attention maps of one image-report pair;
 * :func:`finding_words` - which words of a report name a finding and where it is;
 * :func:`attention_mass_in_mask` - the attention mass inside a mask, and its chance level;
+* :func:`attention_peak_hits` - whether the attention's peak falls on the finding, on its
+  side, in its quadrant (the pointing game), and how often a random peak would;
 * :func:`save_attention_overlay` - a heat-map PNG of a word's attention over the image.
 """
 from __future__ import annotations
@@ -20,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["WordAttention", "word_patch_attention", "finding_words",
-           "attention_mass_in_mask", "save_attention_overlay", "SIDE_WORDS", "ZONE_WORDS"]
+__all__ = ["WordAttention", "word_patch_attention", "finding_words", "attention_mass_in_mask",
+           "attention_peak_hits", "save_attention_overlay", "SIDE_WORDS", "ZONE_WORDS"]
 
 SIDE_WORDS = ("right", "left")
 ZONE_WORDS = ("upper", "lower")
@@ -112,6 +114,54 @@ def attention_mass_in_mask(attention: Tensor | np.ndarray,
     mask = torch.as_tensor(np.asarray(mask), dtype=torch.float64)
     covered = F.adaptive_avg_pool2d(mask[None, None], tuple(attention.shape))[0, 0]
     return float((attention * covered).sum()), float(covered.mean())
+
+
+def attention_peak_hits(attention: Tensor | np.ndarray,
+                        mask: Tensor | np.ndarray) -> dict[str, tuple[bool, float]]:
+    """The pointing game: does the attention's peak patch land on the finding?
+
+    The mass in the mask (:func:`attention_mass_in_mask`) rewards attention spread near a
+    finding; the peak says where a word points. Three hits, from strict to loose:
+
+    * ``point``: the peak patch holds a pixel of the mask;
+    * ``side``: the peak patch's centre is on the same half of the image, left or right of
+      the vertical midline, as the mask's centroid (a hemithorax, for a frontal film);
+    * ``quadrant``: on the same side and on the same half, above or below the horizontal
+      midline (roughly upper / lower zone: the generated lungs are centred at 42-48 % of
+      the height).
+
+    A patch whose centre lies on a midline is on neither half.
+
+    Args:
+        attention: (h, w) map; its largest entry (the first, on ties) is the peak.
+        mask: (H, W) bool mask in the same (transformed) image frame, H >= h, W >= w.
+
+    Returns:
+        ``{"point" | "side" | "quadrant": (hit, chance)}``, chance being the share of
+        patches that would hit, i.e. the hit rate of a peak drawn uniformly at random.
+
+    Raises:
+        ValueError: for an empty mask (nothing to point at) or a mask smaller than the map.
+    """
+    attention = np.asarray(attention, dtype=np.float64)
+    mask = torch.as_tensor(np.asarray(mask, dtype=bool))
+    (h, w), (height, width) = attention.shape, tuple(mask.shape)
+    if height < h or width < w:
+        raise ValueError(f"mask {height}x{width} is smaller than the {h}x{w} attention map")
+    if not mask.any():
+        raise ValueError("the mask is empty: no finding to point at")
+    covered = F.adaptive_max_pool2d(mask[None, None].float(), (h, w))[0, 0].numpy() > 0
+    rows, cols = np.nonzero(mask.numpy())
+    # Pixel centres, and patch centres, in pixels from the top-left corner.
+    centroid_y, centroid_x = rows.mean() + 0.5, cols.mean() + 0.5
+    patch_y, patch_x = (np.arange(h) + 0.5) * height / h, (np.arange(w) + 0.5) * width / w
+    on_side = np.sign(patch_x - width / 2) == np.sign(centroid_x - width / 2)
+    on_level = np.sign(patch_y - height / 2) == np.sign(centroid_y - height / 2)
+    row, col = np.unravel_index(int(attention.argmax()), attention.shape)
+    return dict(point=(bool(covered[row, col]), float(covered.mean())),
+                side=(bool(on_side[col]), float(on_side.mean())),
+                quadrant=(bool(on_side[col] and on_level[row]),
+                          float(on_side.mean() * on_level.mean())))
 
 
 def save_attention_overlay(path: str | Path, image: Tensor | np.ndarray,

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from interlace.domains.medical.evaluation.token_attention import (
-    attention_mass_in_mask, finding_words, save_attention_overlay, word_patch_attention)
+    attention_mass_in_mask, attention_peak_hits, finding_words, save_attention_overlay,
+    word_patch_attention)
 
 
 def test_finding_words_pick_location_words_and_skip_negations():
@@ -27,6 +28,51 @@ def test_attention_mass_counts_the_covered_share_of_each_patch():
     assert chance == pytest.approx(8 / 256)
     uniform = torch.full((4, 4), 1 / 16)
     assert attention_mass_in_mask(uniform, mask)[0] == pytest.approx(chance)
+
+
+def _peak_at(row: int, col: int, side: int = 4) -> torch.Tensor:
+    attention = torch.full((side, side), 0.01)
+    attention[row, col] = 0.5
+    return attention
+
+
+def test_peak_hits_on_the_mask_its_side_and_its_quadrant():
+    # 16 x 16 image, 4 x 4 patches of 4 px; the mask is the left half of patch (1, 0):
+    # centroid (row 6, col 1), in the upper-left quadrant.
+    mask = np.zeros((16, 16), bool)
+    mask[4:8, 0:2] = True
+    chances = dict(point=1 / 16, side=0.5, quadrant=0.25)
+    expected = {(1, 0): (True, True, True),     # on the mask
+                (0, 1): (False, True, True),    # next to it, same quadrant
+                (3, 1): (False, True, False),   # same side, lower half
+                (1, 2): (False, False, False),  # other side of the midline
+                (3, 3): (False, False, False)}
+    for (row, col), hits in expected.items():
+        result = attention_peak_hits(_peak_at(row, col), mask)
+        assert tuple(result[name][0] for name in ("point", "side", "quadrant")) == hits, \
+            (row, col)
+        assert {name: value[1] for name, value in result.items()} == pytest.approx(chances)
+
+
+def test_peak_hits_count_a_patch_on_the_midline_on_neither_side():
+    # 3 x 3 patches of 3 px on a 9 x 9 image: the middle column's centre is on the midline.
+    mask = np.zeros((9, 9), bool)
+    mask[6:9, 0:3] = True  # lower-left patch: point chance 1/9
+    result = attention_peak_hits(_peak_at(2, 1, side=3), mask)
+    assert result["side"] == (False, pytest.approx(1 / 3))
+    assert result["quadrant"] == (False, pytest.approx(1 / 9))
+    assert attention_peak_hits(_peak_at(2, 0, side=3), mask)["point"] == (True,
+                                                                         pytest.approx(1 / 9))
+
+
+def test_peak_hits_count_any_overlap_as_on_the_mask_and_refuse_bad_masks():
+    mask = np.zeros((16, 16), bool)
+    mask[7, 7] = True  # one pixel of patch (1, 1)
+    assert attention_peak_hits(_peak_at(1, 1), mask)["point"] == (True, 1 / 16)
+    with pytest.raises(ValueError, match="the mask is empty"):
+        attention_peak_hits(_peak_at(0, 0), np.zeros((16, 16), bool))
+    with pytest.raises(ValueError, match="mask 2x2 is smaller than the 4x4 attention map"):
+        attention_peak_hits(_peak_at(0, 0), np.ones((2, 2), bool))
 
 
 def test_word_patch_attention_maps_sum_to_one_and_the_overlay_is_written(tmp_path):

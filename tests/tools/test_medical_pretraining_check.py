@@ -53,3 +53,22 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
                     "--out", tmp_path)
     assert proc.returncode != 0 and "x: no config file configs/none.py" in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_word_matching_points_side_words_at_the_effusion(tmp_path):
+    """Must-show 2c's regression guard: a short word-matching run already grounds the
+    side word of "left / right pleural effusion" (800 studies, 8 CPU-minutes on one thread,
+    241 steps, 8.6 min in all: its peak on the effusion's side in 100 % and in its quadrant
+    in 100 % of 60 mentions, against a random peak's 50 % / 25 %; mass 4.2x uniform's).
+    CPU-time budget: the same number of steps on a busy machine."""
+    proc = run_tool("tools/medical_pretraining_check.py", "--studies", "800",
+                    "--budget-min", "8", "--clock", "cpu", "--skip-convirt", "--runs",
+                    "mgca_matching=configs/medical/mgca_matching_resnet18_minilm_synthetic.py",
+                    "--fractions", "1.0", "--seeds", "0", "--out", tmp_path, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    words = json.loads((tmp_path / "result.json").read_text())["localisation"]
+    row = words["mgca_matching"]["words"]["effusion:side"]
+    assert row["n"] >= 30
+    assert row["side_rate"] >= 0.9 and row["quadrant_rate"] >= 0.75, row
+    assert row["ratio"] >= 3.0, row

@@ -68,22 +68,6 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _eval_sizes(cfg) -> tuple[int, int]:
-    """Resize and crop sizes from the config's training pipeline (default 256 / 224)."""
-    image_size, crop_size = 256, 224
-    try:
-        pipeline = cfg.train_dataloader.dataset.pipeline
-    except AttributeError:
-        return image_size, crop_size
-    for step in pipeline or []:
-        kind = step.get("type") if hasattr(step, "get") else None
-        if kind == "ResizeLongestPadd":
-            image_size = int(step.get("size", image_size))
-        elif kind == "CxrCropd":
-            crop_size = int(step.get("size", crop_size))
-    return image_size, crop_size
-
-
 def build_model(cfg, checkpoint: str, random_init: bool):
     from mmengine.registry import init_default_scope
 
@@ -149,7 +133,8 @@ def main(argv=None) -> int:
     import torch
 
     from interlace.domains.medical.data import CHEXPERT_LABELS, MimicCxrDataset
-    from interlace.domains.medical.data.transforms import build_cxr_transforms
+    from interlace.domains.medical.data.transforms import (build_cxr_transforms,
+                                                           eval_sizes_from_config)
     from interlace.domains.medical.evaluation import (extract_features, format_table,
                                                       run_linear_probe, select_labels,
                                                       write_probabilities_csv)
@@ -163,7 +148,7 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)  # --random-init: the same random encoder every run
     model, load_info = build_model(cfg, args.checkpoint, args.random_init)
-    image_size, crop_size = _eval_sizes(cfg)
+    image_size, crop_size = eval_sizes_from_config(cfg)
     transform = build_cxr_transforms(False, image_size=image_size, crop_size=crop_size)
     features = {}
     start = time.perf_counter()

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     from interlace.core.engine.atomic_files import write_json_atomic
     from interlace.core.engine.checkpoint import load_weights
     from interlace.core.engine.registry import MODELS
-    from interlace.domains.medical.data.transforms import build_cxr_transforms
+    from interlace.domains.medical.data.transforms import (build_cxr_transforms,
+                                                           eval_sizes_from_config)
     from interlace.domains.medical.evaluation.grounding import (evaluate_grounding,
                                                                 format_grounding)
 
@@ -76,9 +77,8 @@ def main(argv=None) -> int:
                         "(a ConVIRT-style config has nothing to localise)")
     report = load_weights(model, args.checkpoint)
     print(f"checkpoint {args.checkpoint}: {report.summary()}")
-    sizes = {step["type"]: step.get("size") for step in cfg.train_dataloader.dataset.pipeline}
-    transform = build_cxr_transforms(False, image_size=sizes.get("ResizeLongestPadd", 256),
-                                     crop_size=sizes.get("CxrCropd", 224))
+    image_size, crop_size = eval_sizes_from_config(cfg)
+    transform = build_cxr_transforms(False, image_size=image_size, crop_size=crop_size)
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
     result = evaluate_grounding(model, args.data_root, transform, args.max_images,

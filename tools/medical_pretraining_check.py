@@ -152,10 +152,10 @@ def pretrain(cfg, data_root: str, budget_s: float, warmup: float, seed: int, nam
 
 
 def _eval_transform(cfg):
-    from interlace.domains.medical.data.transforms import build_cxr_transforms
-    sizes = {step["type"]: step.get("size") for step in cfg.train_dataloader.dataset.pipeline}
-    return build_cxr_transforms(False, image_size=sizes.get("ResizeLongestPadd", 256),
-                                crop_size=sizes.get("CxrCropd", 224))
+    from interlace.domains.medical.data.transforms import (build_cxr_transforms,
+                                                           eval_sizes_from_config)
+    image_size, crop_size = eval_sizes_from_config(cfg)
+    return build_cxr_transforms(False, image_size=image_size, crop_size=crop_size)
 
 
 def probe(model, cfg, data_root: str, fractions, seeds) -> dict:

@@ -27,7 +27,8 @@ from PIL import Image
 from interlace.core.engine.registry import TRANSFORMS
 
 __all__ = ["ImageLoadError", "CxrCompose", "LoadCxrImaged", "ResizeLongestPadd", "CxrCropd",
-           "CxrNormalized", "build_cxr_transforms", "DICOM_SUFFIXES"]
+           "CxrNormalized", "build_cxr_transforms", "eval_sizes_from_config",
+           "DICOM_SUFFIXES"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -219,3 +220,18 @@ def build_cxr_transforms(train: bool, *, image_size: int = 256, crop_size: int =
         CxrCropd(keys=image_key, size=crop_size, random=train),
         CxrNormalized(keys=image_key, max_value=max_value),
     ])
+
+
+def eval_sizes_from_config(cfg: Mapping) -> tuple[int, int]:
+    """``(image_size, crop_size)`` of a config's training pipeline (its ResizeLongestPadd and
+    CxrCropd sizes), for the eval transform of the same model: default 256 / 224 where the
+    config has no such pipeline or step."""
+    image_size, crop_size = 256, 224
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    for step in dataset.get("pipeline") or []:
+        kind = step.get("type") if isinstance(step, Mapping) else None
+        if kind == "ResizeLongestPadd":
+            image_size = int(step.get("size", image_size))
+        elif kind == "CxrCropd":
+            crop_size = int(step.get("size", crop_size))
+    return image_size, crop_size

@@ -135,5 +135,5 @@ def format_grounding(result: dict) -> list[str]:
     for key, row in result["words"].items():
         cells = "".join(f"{row[f'{name}_rate'] * 100:>17.0f} ({row[f'{name}_chance'] * 100:4.1f})"
                         for name in POINTING)
-        lines.append(f"{key:<18}{row['n']:>5}{row['ratio']:>12.1f}x{cells:>}")
+        lines.append(f"{key:<18}{row['n']:>5}{row['ratio']:>12.1f}x{cells}")
     return lines

@@ -102,3 +102,18 @@ def test_transforms_are_registered_and_buildable_from_config():
     crop = TRANSFORMS.build(dict(type="CxrCropd", size=8, random=False))
     out = crop({"img": torch.zeros(1, 10, 12)})
     assert out["img"].shape == (1, 8, 8)
+
+
+def test_eval_sizes_come_from_the_training_pipeline_with_mgca_defaults():
+    from mmengine.config import ConfigDict
+
+    from interlace.domains.medical.data.transforms import eval_sizes_from_config
+
+    cfg = ConfigDict(train_dataloader=dict(dataset=dict(pipeline=[
+        dict(type="LoadCxrImaged"), dict(type="ResizeLongestPadd", size=108),
+        dict(type="CxrCropd", size=96, random=True)])))
+    assert eval_sizes_from_config(cfg) == (108, 96)
+    cfg.train_dataloader.dataset.pipeline = [dict(type="CxrCropd", size=64)]
+    assert eval_sizes_from_config(cfg) == (256, 64)
+    assert eval_sizes_from_config(ConfigDict()) == (256, 224)
+    assert eval_sizes_from_config(ConfigDict(train_dataloader=dict(dataset=dict()))) == (256, 224)

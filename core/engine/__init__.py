@@ -2,3 +2,4 @@
 from . import batch_inference  # noqa: F401,E402  registers the generic readers/writers in INFERENCE_IO
 from . import checkpoint  # noqa: F401,E402  installs the weights_only checkpoint loader into mmengine
 from . import loops  # noqa: F401,E402  registers ResumableEpochBasedTrainLoop and RandomStateHook
+from . import hooks  # noqa: F401,E402  registers the shared training hooks

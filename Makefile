@@ -8,12 +8,13 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow benchmark info install clean help check-driving
+.PHONY: demo test test-slow benchmark info install clean help check-driving test-faults
 
 help:
 	@echo "make demo       end-to-end run on generated data, prints a summary"
 	@echo "make test       install the test extra and run the default (fast) suite"
 	@echo "make test-slow  the long tests (training to a target score)"
+	@echo "make test-faults  fault injection: crashes, contention, full disks, bad input, memory"
 	@echo "make benchmark  core-ops benchmark at nuScenes scale"
 	@echo "make info       environment report"
 
@@ -42,8 +43,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
+# Injects each fault (kills, SIGTERM, two processes on one output folder, full or
+# read-only disks, bad input, long runs) and prints
+# "faults: N tried, N survived, N outputs lost or corrupted".
+test-faults: $(STAMP)
+	$(PY) -m pytest -m faults
+
 benchmark: $(STAMP)
-	$(PY) tools/benchmark.py ops
+	$(PY) tools/analysis_tools/benchmark.py ops
 
 clean:
 	rm -rf $(VENV) build *.egg-info work_dirs/tests

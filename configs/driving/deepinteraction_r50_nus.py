@@ -1,4 +1,5 @@
-# DeepInteraction (ResNet-50) on nuScenes (REFERENCE.md): the TransFusion-L LiDAR stream,
+# DeepInteraction (ResNet-50) on nuScenes (docs/methods/deepinteraction.md): the
+# TransFusion-L LiDAR stream,
 # 6 cameras at 448 x 800 through ResNet-50 + FPN (256 channels, stride-4 level only), a
 # 2-layer x 128 dual-stream interaction encoder (FFN 512), 200 queries, decoder layers
 # LiDAR, then camera / LiDAR alternating (1 + 4), the LiDAR-only heatmap averaged into the

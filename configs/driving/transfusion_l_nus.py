@@ -1,4 +1,5 @@
-# TransFusion-L (LiDAR-only), the first stage of DeepInteraction++ training (REFERENCE.md):
+# TransFusion-L (LiDAR-only), the first stage of DeepInteraction++ training
+# (docs/methods/deepinteraction.md):
 # voxels 0.075 x 0.075 x 0.2 m over [-54, 54] m (sparse shape 41 x 1440 x 1440), SECOND
 # sparse encoder 16-32-64-128, SECOND backbone (128, 256) + FPN -> 512 x 180 x 180 BEV,
 # 200 queries, one decoder layer on the BEV; GT-paste (ObjectSample) augmentation,
@@ -32,7 +33,8 @@ model = dict(
         bbox_coder=dict(pc_range=point_cloud_range, voxel_size=voxel_size[:2],
                         out_size_factor=8,
                         post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0]),
-        # Hungarian costs: classification 0.15, BEV L1 0.25, IoU 0.25 (REFERENCE.md).
+        # Hungarian costs: classification 0.15, BEV L1 0.25, IoU 0.25
+        # (docs/methods/deepinteraction.md).
         assigner=dict(cls_weight=0.15, reg_weight=0.25, iou_weight=0.25),
         decoder=dict(num_heads=8, ffn_dims=256, look_forward_twice=False)),
 )

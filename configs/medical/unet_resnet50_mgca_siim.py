@@ -1,13 +1,13 @@
-# MGCA's segmentation protocol (NeurIPS 2022, REFERENCE.md): a U-Net decoder trained on
-# the frozen pre-trained ResNet-50 image encoder, scored by Dice; SIIM pneumothorax
-# (MGCA: Dice about 49.7 / 59.3 / 64.2 with 1 / 10 / 100 % of the training images).
+# MGCA's segmentation protocol (NeurIPS 2022; docs/methods/mgca.md): a U-Net decoder trained
+# on the frozen pre-trained ResNet-50 image encoder, scored by Dice on SIIM pneumothorax
+# with 1 / 10 / 100 % of the training images (published figures: docs/methods/mgca.md).
 # Data: SIIM-ACR converted to PNG, images and masks (0 / 255) with matching names:
 #   data/siim/{train,val,test}/images/<id>.png   data/siim/{train,val,test}/masks/<id>.png
 # Encoder: an MGCA checkpoint (mmengine's, from configs/medical/mgca_resnet50_mimic.py);
 # its `image_encoder.*` weights are loaded, the rest ignored.
 #   python tools/train.py configs/medical/unet_resnet50_mgca_siim.py \
 #       --cfg-options model.pretrained=work_dirs/mgca_resnet50_mimic/epoch_50.pth
-# The optimiser below is ours: REFERENCE.md does not record MGCA's segmentation schedule.
+# The optimiser below is ours: MGCA does not state its segmentation schedule.
 _base_ = ["../_base_/default_runtime.py"]
 
 image_size = 224   # the pre-training resolution; 512 suits small pneumothoraces better

@@ -1,6 +1,6 @@
 # SkySense (CVPR 2024) pre-training at paper scale, as far as this repository reproduces it.
 #
-# Paper (see /work/shared/REFERENCE.md): high-resolution optical through Swin-V2-H, Sentinel-2
+# Paper (see docs/methods/skysense.md): high-resolution optical through Swin-V2-H, Sentinel-2
 # (10 bands B02..B12) and Sentinel-1 (VV, VH) time series each through a ViT-L; a factorized
 # spatio-temporal encoder (per-date spatial encoding, day-of-year encoding, extra token);
 # multi-granularity contrastive learning (pixel / object / image, per modality and fused,

@@ -1,5 +1,5 @@
 """How a position of one stream maps to positions of the other: the one thing a domain
-tells the interaction core about its pair of sensors (DESIGN.md, "correspondence").
+tells the interaction core about its pair of sensors (docs/architecture.md, "Correspondences").
 
 A correspondence is built per batch from that batch's geometry (calibration and
 augmentation matrices, raster transforms, nothing for tokens) and answers three

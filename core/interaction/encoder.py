@@ -1,5 +1,5 @@
 """DualStreamEncoder: DeepInteraction++'s representational interaction encoder, written
-once for any pair of streams and any correspondence (DESIGN.md, "the core").
+once for any pair of streams and any correspondence (docs/architecture.md, "The interaction core").
 
 Each stream keeps its own representation; a stack of :class:`DualStreamEncoderLayer`
 lets them exchange information (intra-modal attention, cross-modal sampled attention,

@@ -72,7 +72,8 @@ def test_wheel_metadata_declares_dependencies_and_extras(wheel):
 
 
 def test_core_never_imports_domains():
-    """DESIGN.md: `core/` is generic; domains plug into it, never the other way round.
+    """`core/` is generic; domains plug into it, never the other way round
+    (docs/architecture.md, "Import rules").
     Checks imports and module-name strings (registry locations), not prose."""
     import ast
 

@@ -1,7 +1,8 @@
-# nuScenes LiDAR + 6 cameras at DeepInteraction++'s settings (REFERENCE.md): 10 sweeps of
-# 5-value points over [-54, -54, -5, 54, 54, 3] m, images resized and cropped to 448 x 800,
-# global rotation / scale / translation and BEV flips, CBGS class-balanced sampling,
-# scored by nuscenes-devkit through NuScenesMetric.
+# nuScenes LiDAR + 6 cameras at DeepInteraction++'s settings
+# (docs/methods/deepinteraction.md): 10 sweeps of 5-value points over
+# [-54, -54, -5, 54, 54, 3] m, images resized and cropped to 448 x 800, global rotation /
+# scale / translation and BEV flips, CBGS class-balanced sampling, scored by
+# nuscenes-devkit through NuScenesMetric.
 # Optimisation: AdamW + mmdet3d's cyclic schedule (below).
 # Data: python tools/create_data.py nuscenes --root data/nuscenes --version v1.0-trainval
 _base_ = ["../../_base_/default_runtime.py"]
@@ -62,9 +63,9 @@ val_evaluator = dict(type="NuScenesMetric", data_root=data_root,
                      ann_file="nuscenes_infos_val.pkl")
 test_evaluator = val_evaluator
 
-# DeepInteraction++ / TransFusion optimisation (REFERENCE.md): AdamW lr 1e-4, weight decay
-# 0.01, gradient clipping at 0.1 (L2 norm), and the "cyclic" schedule of mmdet3d 1.x's
-# cyclic-20e: mmengine CosineAnnealingLR from lr up to 10 x lr over the first 40 % of the
+# DeepInteraction++ / TransFusion optimisation (docs/methods/deepinteraction.md): AdamW
+# lr 1e-4, weight decay 0.01, gradient clipping at 0.1 (L2 norm), and the "cyclic"
+# schedule of mmdet3d 1.x's cyclic-20e: mmengine CosineAnnealingLR from lr up to 10 x lr over the first 40 % of the
 # iterations, then down to 1e-4 x lr; beta1 follows mmdet3d's CosineAnnealingMomentum
 # settings (eta_min 0.85 / 0.95, then 1) in the opposite direction. Batch 16 as published (8 GPUs x 2); scale lr with the batch
 # (auto_scale_lr) on fewer GPUs.

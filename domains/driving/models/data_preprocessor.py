@@ -52,7 +52,7 @@ from interlace.core.ops.voxelize import Voxelization, voxelize_hard
 
 __all__ = ["DrivingDataPreprocessor", "DEFAULT_VOXEL_LAYER"]
 
-# DeepInteraction++ / TransFusion-L on nuScenes (REFERENCE.md, "LiDAR stream").
+# DeepInteraction++ / TransFusion-L on nuScenes (docs/methods/deepinteraction.md, "LiDAR stream").
 DEFAULT_VOXEL_LAYER: dict[str, Any] = dict(
     max_num_points=10, point_cloud_range=[-54.0, -54.0, -5.0, 54.0, 54.0, 3.0],
     voxel_size=[0.075, 0.075, 0.2], max_voxels=(120000, 160000))

@@ -9,7 +9,7 @@ Layout read (``root`` is the folder holding ``files/`` and the CSVs)::
     mimic-cxr-2.0.0-chexpert.csv   subject_id, study_id, 14 observations (also -negbio)
 
 MGCA pre-trains on frontal views only with report text = impression + findings
-(REFERENCE.md). Rows that cannot be used are dropped, never fatal: each drop is counted
+(docs/methods/mgca.md). Rows that cannot be used are dropped, never fatal: each drop is counted
 by reason in :attr:`MimicIndex.dropped`, and the first few are logged with their ids.
 """
 from __future__ import annotations

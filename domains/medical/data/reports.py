@@ -2,7 +2,7 @@
 
 MIMIC-CXR free-text reports carry upper-case section headers followed by a colon
 (``FINDINGS:``, ``IMPRESSION:``, ``INDICATION:`` ...) plus a ``FINAL REPORT`` banner.
-MGCA (REFERENCE.md) trains on ``impression + findings``, split on numbered lists and
+MGCA (docs/methods/mgca.md) trains on ``impression + findings``, split on numbered lists and
 full stops, lower-cased, word characters only, dropping sentences of <= 1 token and
 reports of < 3 tokens. When a report has neither section, MIMIC-CXR's own section
 parser falls back to the last paragraph; we do the same, but never take that paragraph

@@ -1,8 +1,8 @@
 """Dice for binary chest X-ray segmentation: MONAI's ``DiceMetric`` behind mmengine.
 
-MGCA reports Dice averaged over all images of the test split (SIIM: 49.7 / 59.3 / 64.2
-with 1 / 10 / 100 % of the training data, REFERENCE.md). Averaging over *all* images
-needs a value for the images whose ground truth is empty (most SIIM images have no
+MGCA reports Dice averaged over all images of the test split (SIIM, with 1 / 10 / 100 %
+of the training data; published figures in docs/methods/mgca.md). Averaging over *all*
+images needs a value for the images whose ground truth is empty (most SIIM images have no
 pneumothorax): MONAI's ``ignore_empty=False`` gives such an image Dice 1 when the
 prediction is empty too and 0 when anything is predicted, so false alarms on healthy
 images cost as much as missed findings. That is the headline ``dice``.

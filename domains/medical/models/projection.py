@@ -12,7 +12,7 @@ __all__ = ["ProjectionHead"]
 
 @MODELS.register_module()
 class ProjectionHead(nn.Module):
-    """Linear -> BN -> ReLU -> Linear -> BN(affine=False) (MGCA, REFERENCE.md).
+    """Linear -> BN -> ReLU -> Linear -> BN(affine=False) (MGCA; docs/methods/mgca.md).
 
     The final non-affine BN keeps every embedding dimension centred and at unit scale, so
     no dimension dominates the cosine similarities; the losses L2-normalise the outputs.

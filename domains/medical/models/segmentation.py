@@ -1,7 +1,7 @@
 """U-Net segmentation on a pre-trained chest X-ray encoder (MGCA's downstream protocol).
 
 MGCA evaluates its image encoder by training a U-Net decoder on top of it, the encoder
-frozen, and scoring Dice on SIIM pneumothorax / RSNA pneumonia (REFERENCE.md). Here the
+frozen, and scoring Dice on SIIM pneumothorax / RSNA pneumonia (docs/methods/mgca.md). Here the
 decoder is MONAI's ``UNetDecoder`` (the decoder of ``FlexibleUNet``) fed with the
 encoder's multi-scale features:
 

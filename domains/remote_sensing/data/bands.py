@@ -1,7 +1,7 @@
 """Band names, value conventions and dates of the Sentinel-1/2 rasters Interlace reads.
 
 Band names follow TorchGeo (``B02`` ... ``B12``, ``B8A``, ``VV``, ``VH``). The S2 order is
-SkySense's 10 bands (REFERENCE.md): B02 B03 B04 B05 B06 B07 B08 B8A B11 B12.
+SkySense's 10 bands (docs/methods/skysense.md): B02 B03 B04 B05 B06 B07 B08 B8A B11 B12.
 
 Stored values (what the files hold):
 

@@ -1,6 +1,6 @@
 """DeepInteraction / DeepInteraction++: the LiDAR-camera 3D detector whose two streams
 keep their own representations and exchange information through interaction layers
-(Yang et al., NeurIPS 2022; DeepInteraction++, REFERENCE.md).
+(Yang et al., NeurIPS 2022, and DeepInteraction++; docs/methods/deepinteraction.md).
 
 Per batch (paper shapes; B samples, V = 6 cameras at 448 x 800)::
 

@@ -2,8 +2,8 @@
 
 mean voxel features (:class:`MeanVoxelEncoder`) -> sparse 3D encoder flattened to BEV
 (:class:`SparseEncoderSECOND`) -> 2D backbone (:class:`SECONDBackbone`) -> neck
-(:class:`SECONDFPN`). Paper settings (REFERENCE.md, "LiDAR stream"): a 512-channel
-180 x 180 map at stride 8 over [-54, 54] m.
+(:class:`SECONDFPN`). Paper settings (docs/methods/deepinteraction.md, "LiDAR stream"):
+a 512-channel 180 x 180 map at stride 8 over [-54, 54] m.
 
 Why one module: the LiDAR-only (TransFusion-L) detector and DeepInteraction share this
 stream, so its parameters carry the same names (``lidar_encoder.*``) in both checkpoints

@@ -1,8 +1,8 @@
 """DeepInteraction's two-stage initialisation: the LiDAR-only (TransFusion-L) checkpoint's
 LiDAR stream and head, plus an image-backbone checkpoint, renamed to the keys of a
-:class:`DeepInteractionDetector` (REFERENCE.md, "Training": "starting from a LiDAR-only
-checkpoint merged with an image-backbone checkpoint"). ``tools/merge_checkpoints.py`` is
-the command line around :func:`merge_two_stage`.
+:class:`DeepInteractionDetector` (the published schedule starts from a LiDAR-only
+checkpoint merged with an image-backbone checkpoint; docs/methods/deepinteraction.md).
+``tools/merge_checkpoints.py`` is the command line around :func:`merge_two_stage`.
 
 Where each detector key comes from:
 

@@ -48,7 +48,7 @@ from .losses import FocalLoss, GaussianFocalLoss, L1Loss, clip_sigmoid
 __all__ = ["InteractionDetectionHead", "DetectionHeadOutput"]
 
 # nuScenes pedestrian (8) and traffic cone (9): centres can be one cell apart, so no
-# local-maximum suppression for them (TransFusion; DeepInteraction REFERENCE).
+# local-maximum suppression for them (TransFusion; docs/methods/deepinteraction.md).
 NUSCENES_CLASS_KERNEL_SIZES = {8: 1, 9: 1}
 _NUSCENES_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 # DeepInteraction++ refines the centres with look-forward-twice (DINO): each layer's loss

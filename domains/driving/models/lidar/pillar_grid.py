@@ -1,5 +1,6 @@
 """The coarse pillar grid of DeepInteraction++'s image-to-LiDAR sampling: the raw points
-of each 0.6 m x 0.6 m BEV cell, at most 20 per cell (REFERENCE.md, "LiDAR stream").
+of each 0.6 m x 0.6 m BEV cell, at most 20 per cell (docs/methods/deepinteraction.md,
+"LiDAR stream").
 
 Its output is the ``pillar_points`` argument of
 :class:`interlace.core.interaction.ProjectionCorrespondence`: per sample a (K_b, C)

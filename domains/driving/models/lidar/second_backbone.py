@@ -1,7 +1,7 @@
 """The 2D BEV backbone of the LiDAR stream (mmdet3d's ``SECOND`` backbone): stages of
 3 x 3 conv + BN + ReLU over the flattened sparse-encoder output, each stage starting
 with a (possibly strided) conv. DeepInteraction++: 2 stages, 128 and 256 channels,
-5 extra layers each, strides 1 and 2 (REFERENCE.md, "LiDAR stream")."""
+5 extra layers each, strides 1 and 2 (docs/methods/deepinteraction.md, "LiDAR stream")."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -2,7 +2,8 @@
 spconv through :mod:`interlace.core.ops.sparse_conv` (whose CPU fixes make the backward
 pass work on CPU).
 
-Layout (REFERENCE.md, "LiDAR stream"; TransFusion-L / DeepInteraction++ on nuScenes)::
+Layout (TransFusion-L / DeepInteraction++ on nuScenes; docs/methods/deepinteraction.md,
+"LiDAR stream")::
 
     conv_input      SubMConv3d in -> 16, BN, ReLU                      [41, 1440, 1440]
     encoder_layer1  2 x residual SubM block (16), SparseConv3d s2 -> 32 [21, 720, 720]

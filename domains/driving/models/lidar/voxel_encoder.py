@@ -1,6 +1,6 @@
 """Voxel feature encoder of the LiDAR stream: the mean of each voxel's points
-(mmdet3d's ``HardSimpleVFE``; DeepInteraction++ uses it unchanged, REFERENCE.md
-"LiDAR stream")."""
+(mmdet3d's ``HardSimpleVFE``; DeepInteraction++ uses it unchanged, see
+docs/methods/deepinteraction.md, "LiDAR stream")."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,6 @@
 """configs/driving: every config builds its model, names only registered types, and the
-paper configs hold DeepInteraction++'s published settings (REFERENCE.md)."""
+paper configs hold DeepInteraction++'s published settings
+(docs/methods/deepinteraction.md)."""
 from __future__ import annotations
 
 import functools

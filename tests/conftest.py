@@ -4,6 +4,8 @@ import os
 import pytest
 import torch
 
+from tests.faults_plugin import fault_report, record_outcome, summary_line  # noqa: F401  (fixture)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # One intra-op thread by default: the tests are many small ops, for which a second thread
@@ -41,6 +43,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     junit = config.getoption("xmlpath", None)
     if junit:
         lines.append(f"report: {junit}")
+    faults = summary_line(config)  # `make test-faults`: the fault-injection tally
+    if faults:
+        lines.append(faults)
     terminalreporter.write_sep("-", "Interlace test summary")
     for line in lines:
         terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed fault test counts its faults as not survived (tests/faults_plugin.py)."""
+    outcome = yield
+    record_outcome(item, outcome.get_result())

@@ -7,7 +7,8 @@
 # Two-stage start (train the LiDAR-only config first):
 #   python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
 #       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
-# Both stages, scored against each other on held-out generated scenes (issue 5; ~40 min):
+# Both stages, scored against each other on held-out generated scenes (results:
+# configs/driving/deepinteraction/README.md):
 #   python tools/driving_fusion_check.py
 _base_ = ["./_base_/synthetic_tiny.py"]
 

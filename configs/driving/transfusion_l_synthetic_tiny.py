@@ -1,8 +1,8 @@
 # TransFusion-L at CPU size on the generated database (see _base_/synthetic_tiny.py):
 # 0.4 x 0.4 x 0.2 m voxels over +-51.2 m (sparse shape 41 x 256 x 256, stride 4) -> 64 x 64
 # BEV of 1.6 m cells, a quarter of the paper's channels, 64 queries (the generated samples
-# hold ~15-35 objects), GT-paste from the generated database. Trains in minutes; the
-# issue-5 check (tools/driving_fusion_check.py) gives it ~18 min of wall time:
+# hold ~15-35 objects), GT-paste from the generated database. The LiDAR-only
+# stage of tools/driving_fusion_check.py (results: configs/driving/transfusion_l/README.md):
 #   python tools/train.py configs/driving/transfusion_l_synthetic_tiny.py
 _base_ = ["./_base_/synthetic_tiny.py"]
 

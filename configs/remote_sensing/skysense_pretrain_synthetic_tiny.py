@@ -17,15 +17,13 @@ model = dict(
             sar=dict(type="ConvSpatialEncoder", in_channels=2, out_channels=embed_dims,
                      stride=2)),
         embed_dims=embed_dims, num_layers=2, num_heads=4, grid_stride=2,
-        # annual sine/cosine start of the learned date table: from a normal start the
-        # two crops (same spectra, green-up 80 days apart) stayed at IoU 35 / 3 after
-        # 100 fully supervised steps; from this start they reach 96 / 96
+        # annual sine/cosine start of the learned date table: from a random start, two
+        # crops with the same spectra and green-up dates 80 days apart stay confused
+        # (configs/remote_sensing/skysense/README.md)
         day_of_year_init="harmonic"),
     projection_dims=32,
-    # Views keep 10 of 12 dates: with 6, a view often missed a crop's whole season and
-    # the teacher-student match taught the encoder to ignore the green-up date (frozen
-    # 5 %-label probe 52.9 mIoU, fine-tuned gain over random init +1.3 after 5 min of
-    # pre-training; with 10: 54.7 and +7.4, tools/remote_sensing_check.py).
+    # Views keep 10 of 12 dates: with 6, a view often misses a crop's whole season and
+    # the teacher-student match teaches the encoder to ignore the green-up date.
     crop_size=24, min_overlap=4, num_view_dates=10,
     object_loss=dict(num_prototypes=8),
     distillation=dict(num_prototypes=64),

@@ -21,7 +21,7 @@ copy in a loaded ``spconv`` module, and modules imported later pick the patched 
 from ``cppcore``. The patch is applied once: the wrapper is marked, and a second import
 (or ``importlib.reload``) of this module reuses it instead of wrapping the wrapper.
 
-A second fix, found while testing the first: spconv 2.3.8's CPU ``scatter_add_cpu``
+A second fix: spconv 2.3.8's CPU ``scatter_add_cpu``
 (used by the forward *and* backward of every sparse convolution on CPU) runs an OpenMP
 loop whose row pointers are shared between threads, so with more than one OpenMP
 thread rows can be added to the wrong output site: results are wrong at random (most
@@ -30,7 +30,7 @@ exact with ``OMP_NUM_THREADS=1``). We replace it with ``torch.Tensor.index_add_`
 zero-copy views of the same buffers, which is race-free. bfloat16 CPU buffers (test-only
 in spconv; numpy has no bfloat16 view) keep spconv's kernel.
 
-A third, found on a GPU machine with spconv-cu126: a CUDA build of spconv gives every
+A third: a CUDA build of spconv (e.g. spconv-cu126) gives every
 small-kernel layer the ``MaskImplicitGemm`` algorithm at construction, and that path
 asserts ``implicit gemm only support cuda`` on CPU tensors, so a model built there could
 not run on CPU (CPU inference, tests, a checkpoint moved to a CPU box). Our wrapper of

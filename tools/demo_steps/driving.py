@@ -22,11 +22,10 @@ Examples:
 
 ``run(work_dir)`` returns (and writes to WORK_DIR/scores.json) the scores and output
 paths. Everything runs in this process (mmengine Runner, the engine), so the imports are
-paid once. At the default size (5 scenes x 6 samples: 24 train, 6 val samples; 2 epochs
-= 220 iterations of batch 2) it takes about 3.5 CPU-minutes, single-threaded, and scored
-mAP 0.25 / NDS 0.25 (0.14 / 0.17 with --drop camera) on the 6 val samples. That is a short
-run on one val scene: the numbers are noisy and far below a trained model's; the point
-is that every stage runs and the scores come from the real devkit.
+paid once. The default size (5 scenes x 6 samples: 24 train, 6 val samples; 2 epochs
+= 220 iterations of batch 2) is a short run on one val scene: its scores are noisy and far
+below a trained model's; the point is that every stage runs and the scores come from the
+real devkit (earlier scores: configs/driving/deepinteraction/README.md).
 """
 from __future__ import annotations
 

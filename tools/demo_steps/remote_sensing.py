@@ -15,7 +15,7 @@ Examples:
 
 ``run(work_dir)`` returns (and writes to WORK_DIR/scores.json) the scores and output paths.
 Everything runs in this process (mmengine Runner, the engine), so the imports are paid
-once; about 3-4 minutes on a 2-core CPU at the default size.
+once (earlier scores and times: configs/remote_sensing/skysense/README.md).
 """
 from __future__ import annotations
 

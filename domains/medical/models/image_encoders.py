@@ -49,10 +49,9 @@ class ResNetImageEncoder(nn.Module):
             ignored). A 3-channel ``conv1`` is summed over its input channels when
             ``in_channels == 1`` (same response to a grey image replicated to RGB).
         local_stage: the stage whose map gives the local patches: 3 (MGCA, stride 16) or
-            2 (stride 8, a finer grid with a smaller receptive field). On the generated
-            96 px set (before dad4e06), word-level local matching on layer2 put 7.4x the
-            uniform share of "effusion"'s attention in the effusion (5.7x on layer3) but
-            its global features lost the thin tube (1 %-label AUROC 75.6 against 82.0).
+            2 (stride 8, a finer grid with a smaller receptive field, which can ground
+            words more tightly but gives the global features less context for thin
+            structures).
 
     Attributes:
         global_dims: 2048 (bottleneck) or 512 (basic block).

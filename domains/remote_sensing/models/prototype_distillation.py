@@ -8,8 +8,9 @@ centred by a running mean over the (global) batch and sharpened with a lower tem
 
 Why not InfoNCE over positions here: with the other cells of the same chip as negatives,
 cells of one field are pushed apart, so the cheapest solution encodes *where in the chip*
-a cell is (local geometry) rather than *what* it is; on the generated tiles that made the
-pre-trained fused features worse than random ones for a linear probe (mIoU 44.3 vs 49.0).
+a cell is (local geometry) rather than *what* it is, and a linear probe on the
+pre-trained fused features can then do worse than on random ones (see the model zoo,
+configs/remote_sensing/skysense/README.md).
 Assigning cells to shared prototypes instead groups them by what is stable across dates
 (spectrum, backscatter, seasonal curve), which is what land cover is.
 

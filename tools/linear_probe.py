@@ -19,14 +19,13 @@ probe with the first seed) into --out-dir.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 
+from interlace.core.engine.atomic_files import write_json_atomic
 from interlace.core.engine.cli import ToolError, load_config, run_cli
 
 # The labels the synthetic MIMIC set draws (the others are all negative there).
@@ -107,11 +106,7 @@ def _write_json(path: str, payload: dict) -> None:
             return [clean(v) for v in value]
         return value
 
-    handle, tmp = tempfile.mkstemp(prefix=".linear_probe.", suffix=".tmp",
-                                   dir=osp.dirname(path))
-    with os.fdopen(handle, "w") as stream:
-        json.dump(clean(payload), stream, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(path, clean(payload), indent=1)
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -58,20 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _save_atomic(write, path: Path) -> None:
-    """Write through a temporary file in the same folder, then rename: no half-written OUT."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def build_target(config: str, cfg_options: Optional[dict] = None):
     """The detector of `config`, built with its own initialisation: (model, backbone type)."""
     from mmengine.config import Config
@@ -97,6 +82,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from interlace.core.engine.atomic_files import atomic_path, write_text_atomic
     from interlace.core.engine.checkpoint import extract_state_dict, load_checkpoint_file
     from interlace.core.engine.cli import ToolError
     from interlace.domains.driving.models.detectors.two_stage_init import merge_two_stage
@@ -116,13 +102,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                 sources=dict(lidar=sorted(report.from_lidar), image=sorted(report.from_image)),
                 random=report.random)
     out = Path(args.out)
-    _save_atomic(lambda tmp: torch.save({"state_dict": merged, "meta": meta}, tmp), out)
+    with atomic_path(out) as tmp:
+        torch.save({"state_dict": merged, "meta": meta}, tmp)
     print(f"{type(model).__name__} of {args.config}:")
     print(report.summary())
     print(f"wrote {len(merged)} tensors to {out}")
     if args.report:
         text = json.dumps(report.to_dict(), indent=1)
-        _save_atomic(lambda tmp: Path(tmp).write_text(text), Path(args.report))
+        write_text_atomic(args.report, text)
         print(f"wrote the key report to {args.report}")
     return 0
 

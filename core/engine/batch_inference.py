@@ -6,7 +6,8 @@ Every domain plugs in a *reader* (input file → batch for ``model.test_step``) 
 - shards inputs across ranks by index (``inputs[rank::world_size]``) under torchrun;
 - skips inputs whose output already exists, so a killed run resumes where it stopped;
 - writes each output to a hidden temporary name in the same directory and renames it
-  (``os.replace``), so an output under its final name is always complete;
+  (:func:`~interlace.core.engine.atomic_files.atomic_path`), so an output under its final
+  name is always complete and has the umask's permissions;
 - records every input in a JSON-lines manifest and goes on after a failure;
 - shows a progress bar with an ETA on rank 0 (plain, once, when stderr is not a TTY).
 
@@ -34,6 +35,7 @@ import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 
+from .atomic_files import atomic_path
 from .inference_io import (InferenceReader, InferenceWriter,  # noqa: F401  (re-exported)
                            JsonPredictionWriter, OutputNameConflict, StreamingInferenceReader,
                            StreamingInferenceWriter, TensorFileReader, supports_streaming,
@@ -41,8 +43,7 @@ from .inference_io import (InferenceReader, InferenceWriter,  # noqa: F401  (re-
 
 __all__ = ["InferenceReader", "InferenceWriter", "StreamingInferenceReader",
            "StreamingInferenceWriter", "BatchInferenceEngine", "InferenceSummary",
-           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "temporary_path",
-           "supports_streaming"]
+           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "supports_streaming"]
 
 
 class _WindowStream:
@@ -101,18 +102,6 @@ class InferenceSummary:
             merged.elapsed_s = max(merged.elapsed_s, s.elapsed_s)
             merged.failures.extend(s.failures)
         return merged
-
-
-def temporary_path(out_path: str) -> str:
-    """Hidden sibling of `out_path` for writing: ``dir/.NAME.tmp-<pid>.EXT``.
-
-    All the final name's extensions are kept at the end (``x.nii.gz`` →
-    ``.x.tmp-42.nii.gz``) because many writers pick the format from them; the pid keeps
-    ranks that share an output directory apart.
-    """
-    directory, name = os.path.split(out_path)
-    head, dot, rest = name.partition(".")
-    return os.path.join(directory, f".{head}.tmp-{os.getpid()}{dot}{rest}")
 
 
 class BatchInferenceEngine:
@@ -230,7 +219,6 @@ class BatchInferenceEngine:
         start = time.perf_counter()
         record: dict[str, Any] = dict(input=path, output=None, status="written", error=None,
                                       rank=self.rank)
-        tmp: Optional[str] = None
         try:
             if name is None:
                 name = self._output_name(path)  # raises again, with its own message
@@ -240,24 +228,20 @@ class BatchInferenceEngine:
                 record["status"] = "skipped"
             else:
                 outputs = None if self.streaming else self.model.test_step(self.reader.read(path))
-                os.makedirs(os.path.dirname(out_path), exist_ok=True)
-                tmp = temporary_path(out_path)
-                if self.streaming:  # read, predict and write interleaved, window by window
-                    record["windows"] = self._write_streamed(path, tmp)
-                else:
-                    self.writer.write(outputs, path, tmp)
-                if not os.path.exists(tmp):
-                    method = "write_stream" if self.streaming else "write"
-                    raise RuntimeError(f"{type(self.writer).__name__}.{method} did not create "
-                                       f"the file it was given ({tmp})")
-                os.replace(tmp, out_path)
+                # The writer creates the temporary file (create=False), so a writer that
+                # writes nothing is caught; any failure, Ctrl-C too, removes it.
+                with atomic_path(out_path, create=False) as tmp:
+                    if self.streaming:  # read, predict and write interleaved, window by window
+                        record["windows"] = self._write_streamed(path, str(tmp))
+                    else:
+                        self.writer.write(outputs, path, str(tmp))
+                    if not tmp.exists():
+                        method = "write_stream" if self.streaming else "write"
+                        raise RuntimeError(f"{type(self.writer).__name__}.{method} did not "
+                                           f"create the file it was given ({tmp})")
         except Exception as error:  # one bad input must not stop the batch
             record["status"] = "failed"
             record["error"] = f"{type(error).__name__}: {error}"[:2000]
-        finally:
-            # Also on KeyboardInterrupt: never leave a partial file behind.
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
         record["seconds"] = round(time.perf_counter() - start, 4)
         return record
 

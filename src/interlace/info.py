@@ -130,12 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = collect()
     if args.save:
-        from pathlib import Path
-        path = Path(args.save)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, path)
+        from interlace.core.engine.atomic_files import write_json_atomic
+        write_json_atomic(args.save, report, indent=2)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -28,6 +28,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.utils import track_iter_progress
 
+from interlace.core.engine.atomic_files import write_bytes_atomic
 from interlace.core.engine.registry import TRANSFORMS
 from interlace.core.ops.box_geometry import points_in_boxes
 from interlace.core.ops.rotated_iou import bev_iou_rotated
@@ -40,12 +41,6 @@ __all__ = ["create_groundtruth_database", "sample_for_loading", "DataBaseSampler
            "ObjectSample"]
 
 PathLike = Union[str, os.PathLike]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _resolve(path: PathLike, data_root: Path, default_dir: str) -> Path:
@@ -160,13 +155,14 @@ def create_groundtruth_database(info_path: PathLike, data_root: PathLike, out_di
             object_points = points[inside[:, gt_idx]].copy()
             object_points[:, :3] -= box[:3]
             filename = f"{sample['sample_idx']}_{name}_{gt_idx}.bin"
-            _write_atomic(out / db_name / filename, object_points.astype(np.float32).tobytes())
+            write_bytes_atomic(out / db_name / filename,
+                               object_points.astype(np.float32).tobytes(), fsync=False)
             dbinfos.setdefault(name, []).append(dict(
                 name=name, path=f"{db_name}/{filename}", sample_idx=sample["sample_idx"],
                 gt_idx=gt_idx, box3d_lidar=box.copy(), num_points_in_gt=len(object_points),
                 difficulty=0, group_id=group_id))
             group_id += 1
-    _write_atomic(out / dbinfo_name, pickle.dumps(dbinfos))
+    write_bytes_atomic(out / dbinfo_name, pickle.dumps(dbinfos))
     for name, entries in dbinfos.items():
         print_log(f"GT database: {len(entries)} {name}", logger="current")
     return dbinfos

@@ -12,13 +12,13 @@ configured for is refused instead of silently evaluated against the wrong split.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from interlace.core.engine.atomic_files import atomic_write
 
 from .nuscenes_names import CLASSES
 
@@ -48,17 +48,9 @@ def save_info_file(path: str | Path, metainfo: dict, data_list: list[dict]) -> P
     """Pickle ``{'metainfo', 'data_list'}`` to `path` atomically (temporary file, then
     rename), so a crash never leaves a truncated info file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                         dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            pickle.dump({"metainfo": metainfo, "data_list": data_list}, stream,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as stream:
+        pickle.dump({"metainfo": metainfo, "data_list": data_list}, stream,
+                    protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from mmengine.dataset import pseudo_collate
 
+from interlace.core.engine.atomic_files import write_text_atomic
 from interlace.core.engine.batch_inference import InferenceReader, InferenceWriter
 from interlace.core.engine.registry import INFERENCE_IO
 
@@ -79,12 +80,7 @@ def sample_tokens(info_file: str | os.PathLike) -> list[str]:
 def write_sample_tokens(info_file: str | os.PathLike, out_txt: str | os.PathLike) -> Path:
     """Write every sample token of `info_file`, one per line, to `out_txt` (atomically),
     for ``tools/infer.py ... @out_txt``."""
-    out_txt = Path(out_txt)
-    out_txt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_txt.with_name(f".{out_txt.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{token}\n" for token in sample_tokens(info_file)))
-    os.replace(tmp, out_txt)
-    return out_txt
+    return write_text_atomic(out_txt, "".join(f"{token}\n" for token in sample_tokens(info_file)))
 
 
 @INFERENCE_IO.register_module()

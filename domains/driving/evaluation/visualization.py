@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from interlace.core.engine.atomic_files import atomic_path
 from interlace.core.ops.box_geometry import box_corners_3d
 
 from ..data.nuscenes_names import LIDAR
@@ -246,13 +247,10 @@ def render_sample(info: Mapping[str, Any], data_root: str, out_path: str | os.Pa
     if title:
         figure.suptitle(title, fontsize=11)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_path.with_name(f".{out_path.stem}.tmp-{os.getpid()}.png")
     try:
-        figure.savefig(temp, bbox_inches="tight")
-        os.replace(temp, out_path)
+        with atomic_path(out_path) as temp:
+            figure.savefig(temp, bbox_inches="tight", format=out_path.suffix[1:] or "png")
     finally:
         plt.close(figure)
-        temp.unlink(missing_ok=True)
     return out_path
 

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from interlace.core.engine.atomic_files import write_json_atomic
+
 __all__ = ["file_signature", "load_cache", "save_cache", "CACHE_VERSION"]
 
 CACHE_VERSION = 1
@@ -56,6 +58,4 @@ def save_cache(cache_path: str | Path, sources: Iterable[str | Path],
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     document = dict(version=CACHE_VERSION, sources=file_signature(sources), options=options,
                     payload=payload)
-    tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document))
-    tmp.replace(cache_path)
+    write_json_atomic(cache_path, document, indent=None)

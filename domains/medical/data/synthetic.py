@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from interlace.core.engine.atomic_files import atomic_write
+
 from .chexpert import CHEXPERT_LABELS
 
 __all__ = ["StudyTruth", "make_synthetic_mimic", "METADATA_CSV", "SPLIT_CSV",
@@ -276,12 +278,10 @@ def _save_png(path: Path, mask: np.ndarray) -> None:
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # never leave a half-written table
-    with tmp.open("w", newline="") as handle:
+    with atomic_write(path, "w", newline="", fsync=False) as handle:  # never a half table
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,

@@ -4,11 +4,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from interlace.core.engine.atomic_files import atomic_write
 
 __all__ = ["write_probabilities_csv"]
 
@@ -17,9 +18,9 @@ def write_probabilities_csv(path: str | os.PathLike, study_ids: Sequence,
                             probabilities: np.ndarray, label_names: Sequence[str]) -> Path:
     """Write ``study_id,<label 1>,...,<label K>`` with one row per study, atomically.
 
-    The file is written under a temporary name in the same folder and moved into place
-    with :func:`os.replace`, so a reader never sees a half-written file and an
-    interrupted write leaves the previous file (and no temporary file) behind.
+    The file is written with :func:`~interlace.core.engine.atomic_files.atomic_write`, so
+    a reader never sees a half-written file and an interrupted write leaves the previous
+    file (and no temporary file) behind.
 
     Args:
         path: the CSV to write; its folder is created.
@@ -39,18 +40,9 @@ def write_probabilities_csv(path: str | os.PathLike, study_ids: Sequence,
     if probabilities.shape != (len(study_ids), len(label_names)):
         raise ValueError(f"probabilities shape {probabilities.shape} does not match "
                          f"{len(study_ids)} studies x {len(label_names)} labels")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(["study_id", *label_names])
-            for study_id, row in zip(study_ids, probabilities):
-                writer.writerow([study_id, *("" if math.isnan(v) else repr(float(v))
-                                             for v in row)])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["study_id", *label_names])
+        for study_id, row in zip(study_ids, probabilities):
+            writer.writerow([study_id, *("" if math.isnan(v) else repr(float(v)) for v in row)])
     return path

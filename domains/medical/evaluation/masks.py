@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from interlace.core.engine.batch_inference import (InferenceReader, InferenceWriter,
-                                                   temporary_path)
+from interlace.core.engine.atomic_files import atomic_path, write_text_atomic
+from interlace.core.engine.batch_inference import InferenceReader, InferenceWriter
 from interlace.core.engine.registry import INFERENCE_IO
 from interlace.domains.medical.data.mimic import SPLITS, MimicCxrIndex
 from interlace.domains.medical.data.segmentation import build_segmentation_transforms
@@ -79,13 +79,8 @@ def write_mask_nifti(mask: np.ndarray | torch.Tensor, path: str | os.PathLike,
 
 
 def _write_atomically(write: Any, mask: np.ndarray, final_path: str) -> None:
-    tmp = temporary_path(final_path)
-    try:
-        write(mask, tmp)
-        os.replace(tmp, final_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(final_path) as tmp:
+        write(mask, os.fspath(tmp))
 
 
 @INFERENCE_IO.register_module()
@@ -176,8 +171,5 @@ def write_frontal_image_list(root: str | os.PathLike, out: str | os.PathLike,
     Returns the number of images listed. Written atomically."""
     records = MimicCxrIndex(root, unit="image").build().records
     paths = [r.img_path for r in records if r.split in splits]
-    tmp = temporary_path(os.fspath(out))
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("".join(f"{p}\n" for p in paths))
-    os.replace(tmp, out)
+    write_text_atomic(out, "".join(f"{p}\n" for p in paths))
     return len(paths)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interlace.core.engine.atomic_files import atomic_path
+
 __all__ = ["WordAttention", "word_patch_attention", "finding_words", "attention_mass_in_mask",
            "attention_peak_hits", "save_attention_overlay", "SIDE_WORDS", "ZONE_WORDS"]
 
@@ -202,7 +204,9 @@ def save_attention_overlay(path: str | Path, image: Tensor | np.ndarray,
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as temp:
+            fig.savefig(temp, dpi=110, format=path.suffix[1:] or "png")
+    finally:
+        plt.close(fig)
     return path

@@ -14,12 +14,12 @@ when present)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 from rasterio.enums import Resampling
+
+from interlace.core.engine.atomic_files import write_json_atomic
 
 from .bands import SCL_CLOUD_CLASSES
 from .chips import grid_windows
@@ -97,16 +97,7 @@ def compute_band_stats(catalog: Catalog, specs: Sequence[ModalitySpec], window: 
 
 def save_band_stats(stats: dict, path: str) -> None:
     """Write `stats` as JSON atomically (temporary file in the same folder, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".band_stats.", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(stats, handle, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_json_atomic(path, stats, indent=2)
 
 
 def load_band_stats(path: str, modality: str, bands: Sequence[str]

@@ -2,8 +2,9 @@
 
 A map is first written as a tiled GTiff with internal overviews under a hidden
 temporary name, then copied by GDAL's COG driver to a second temporary name, which is
-renamed onto the final path (``os.replace``). Any exception on the way removes both
-temporaries, so no half-written map ever appears under its final name. The class colour
+renamed onto the final path (:mod:`interlace.core.engine.atomic_files`). Any exception
+on the way removes both temporaries, so no half-written map ever appears under its final
+name; the map gets the umask's permissions. The class colour
 table travels with the map (GDAL palette), so GIS tools show the legend colours.
 
 :class:`ClassMapCogWriter` takes the map row block by row block (what
@@ -16,8 +17,8 @@ O(classes x window x scene width) whatever the scene height.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from interlace.core.engine.atomic_files import atomic_path, temporary_sibling
 from interlace.core.engine.batch_inference import StreamingInferenceWriter
 from interlace.core.engine.registry import INFERENCE_IO
 from interlace.domains.remote_sensing.data.landcover import LANDCOVER_PALETTE, colormap_of
@@ -35,14 +37,6 @@ from .sliding_window_mosaic import SlidingWindowMosaic
 
 __all__ = ["ClassMapCogWriter", "write_class_map_cog", "GeoTiffMapWriter", "blend_windows_to_cog",
            "window_scores"]
-
-
-def _hidden_temp(path: str, tag: str) -> str:
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{tag}-", suffix=".tif", dir=directory)
-    os.close(fd)
-    return tmp
 
 
 class ClassMapCogWriter:
@@ -70,9 +64,19 @@ class ClassMapCogWriter:
         self.blocksize, self.compress = int(blocksize), compress
         self._tmp_gtiff: Optional[str] = None
         self._dst = None
+        self._temporaries = contextlib.ExitStack()
 
     def __enter__(self) -> "ClassMapCogWriter":
-        self._tmp_gtiff = _hidden_temp(self.path, "gtiff")
+        try:
+            self._open()
+        except BaseException:
+            self._temporaries.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        self._tmp_gtiff = os.fspath(self._temporaries.enter_context(
+            temporary_sibling(self.path, tag="gtiff")))
         block = min(self.blocksize, 256)
         tiled = self.height >= 16 and self.width >= 16
         options = dict(tiled=True, blockxsize=block if self.width >= block else 16 * max(1, self.width // 16),
@@ -83,7 +87,6 @@ class ClassMapCogWriter:
         self._dst.set_band_description(1, "class")
         if self.palette is not None:  # before any pixel: GDAL fixes the photometric tag then
             self._dst.write_colormap(1, colormap_of(self.palette))
-        return self
 
     def write_rows(self, row0: int, rows: np.ndarray) -> None:
         """rows: (n, width) class indices for scene rows [row0, row0 + n)."""
@@ -100,26 +103,23 @@ class ClassMapCogWriter:
             self._dst.build_overviews(factors, Resampling.mode)
         self._dst.close()
         self._dst = None
-        tmp_cog = _hidden_temp(self.path, "cog")
-        try:
-            rasterio.shutil.copy(self._tmp_gtiff, tmp_cog, driver="COG",
+        with atomic_path(self.path) as tmp_cog:
+            rasterio.shutil.copy(self._tmp_gtiff, os.fspath(tmp_cog), driver="COG",
                                  blocksize=self.blocksize, compress=self.compress,
                                  overviews="IGNORE_EXISTING" if not factors else "AUTO",
                                  overview_resampling="mode", resampling="mode")
-            os.replace(tmp_cog, self.path)
-        finally:
-            if os.path.exists(tmp_cog):
-                os.remove(tmp_cog)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
                 self._publish()
         finally:
-            if self._dst is not None:
-                self._dst.close()
-            if self._tmp_gtiff and os.path.exists(self._tmp_gtiff):
-                os.remove(self._tmp_gtiff)
+            try:
+                if self._dst is not None:
+                    self._dst.close()
+                    self._dst = None
+            finally:
+                self._temporaries.close()  # removes the intermediate GTiff
 
 
 def write_class_map_cog(path: str, class_map: np.ndarray, crs: Any, transform: Any,

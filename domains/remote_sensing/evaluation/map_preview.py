@@ -2,13 +2,12 @@
 optionally, the reference (label) map."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from interlace.core.engine.atomic_files import atomic_path
 from interlace.domains.remote_sensing.data.landcover import LANDCOVER_PALETTE
 
 __all__ = ["true_colour", "save_map_preview"]
@@ -48,14 +47,6 @@ def save_map_preview(path: str, class_map: np.ndarray, rgb: Optional[np.ndarray]
         panels.append(lut[reference.astype(np.uint8)])
     gap = np.full((class_map.shape[0], 4, 3), 255, np.uint8)
     image = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

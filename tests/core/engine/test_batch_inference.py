@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from interlace.core.engine.batch_inference import (BatchInferenceEngine, JsonPredictionWriter,
-                                                   OutputNameConflict, TensorFileReader,
-                                                   temporary_path)
+                                                   OutputNameConflict, TensorFileReader)
 from interlace.core.engine.registry import INFERENCE_IO
 from tests.fixtures.toy import FEATURES, ToyRegressor
 
@@ -133,13 +132,6 @@ def test_two_inputs_with_the_same_output_name_are_rejected_before_running(inputs
     with pytest.raises(OutputNameConflict, match="s0.json"):
         _engine(tmp_path / "out").run([inputs[0], str(twin)])
     assert not (tmp_path / "out" / "s0.json").exists()
-
-
-def test_temporary_name_is_hidden_and_keeps_every_extension(tmp_path):
-    tmp = temporary_path(str(tmp_path / "scan.nii.gz"))
-    name = Path(tmp).name
-    assert Path(tmp).parent == tmp_path and name.startswith(".scan.tmp-")
-    assert name.endswith(".nii.gz")
 
 
 def test_tensor_file_reader_reads_pt_and_names_bad_files(tmp_path):

@@ -8,10 +8,11 @@ record key, so a database is reproducible byte for byte given its seed.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from interlace.core.engine.atomic_files import write_bytes_atomic as _write_bytes_atomic
+from interlace.core.engine.atomic_files import write_json_atomic as _write_json_atomic
 
 from ..nuscenes_names import ATTRIBUTES, CATEGORY_OF_CLASS, CLASSES
 
@@ -74,14 +75,12 @@ def link_chain(records: list[dict[str, Any]]) -> None:
         record["next"] = records[i + 1]["token"] if i + 1 < len(records) else ""
 
 
+# A generated database is thousands of files that can be made again: atomic, not fsynced.
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary name, so no half file is ever seen."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    """Write `data` to `path` atomically, so no half file is ever seen."""
+    _write_bytes_atomic(path, data, fsync=False)
 
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """JSON-dump `content` to `path` atomically (compact, like the published tables)."""
-    write_bytes_atomic(path, json.dumps(content, indent=0).encode())
+    _write_json_atomic(path, content, indent=0, fsync=False)

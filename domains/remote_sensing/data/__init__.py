@@ -15,11 +15,13 @@ from .collate import collate_time_series
 from .file_catalog import Acquisition, Catalog, ModalitySpec, RasterFile, build_catalog
 from .grid import TileGrid, crs_to_string, reproject_grid
 from .landcover import LANDCOVER_CLASSES, LANDCOVER_PALETTE, colormap_of
+from .layouts import LAYOUTS
 from .raster_reader import GridWindowReader, RasterReadError
 from .samplers import GridChipSampler, RandomChipSampler
 from .scene_reader import SceneWindowReader
 from .sentinel_dataset import DEFAULT_MODALITIES, LabelClassError, SentinelTimeSeriesDataset
 from .synthetic import make_synthetic_s1s2
+from .vector_labels import VectorLabels
 
 __all__ = [
     "BAND_STATS_FILE", "RunningBandStats", "compute_band_stats", "load_band_stats",
@@ -30,5 +32,6 @@ __all__ = [
     "build_catalog", "TileGrid", "crs_to_string", "reproject_grid", "LANDCOVER_CLASSES",
     "LANDCOVER_PALETTE", "colormap_of", "GridWindowReader", "RasterReadError",
     "GridChipSampler", "RandomChipSampler", "SceneWindowReader", "DEFAULT_MODALITIES",
-    "LabelClassError", "SentinelTimeSeriesDataset", "make_synthetic_s1s2",
+    "LabelClassError", "SentinelTimeSeriesDataset", "make_synthetic_s1s2", "LAYOUTS",
+    "VectorLabels",
 ]

@@ -7,6 +7,14 @@ A modality (``s2``, ``s1``, ``hr``, ``label``) is declared the TorchGeo way: a f
 band descriptions, else from the modality's ``band_order``. Dates come from the ``date``
 group, else from the ``ACQUISITION_DATE`` tag.
 
+One-band-per-file layouts whose file names do not carry the project's band names
+(Landsat ``..._SR_B2.TIF``, a scene folder of COGs ``B02.tif`` or ``blue.tif``, a SAFE
+product's ``..._B02_10m.jp2``) name the band with ``band_regex`` (a named group ``band``
+searched in the file name) and ``band_map`` (that text -> project band name, TorchGeo
+style); a file whose band text is not in the map is not a band of the modality and is
+passed over. With ``match_path`` the ``filename_regex`` is searched in the path below the
+modality folder, so tile and date can come from a scene folder's name.
+
 Only headers are read here (CRS, transform, size, descriptions), never pixels. Files
 that cannot be used are skipped, each with a logged reason naming it, and listed in
 :attr:`Catalog.skipped`: unreadable or truncated headers, no CRS, unparseable dates,
@@ -29,9 +37,10 @@ from rasterio.errors import RasterioIOError
 from affine import Affine
 
 from .bands import DateParseError, parse_date
+from .safe_products import boa_offset
 
 __all__ = ["ModalitySpec", "RasterFile", "Acquisition", "Catalog", "build_catalog",
-           "DATE_TAGS"]
+           "match_file", "DATE_TAGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,14 @@ class ModalitySpec:
         date_format: ``strptime`` format of the ``date`` group; None tries the usual ones.
         band_order: band names of multi-band files that carry no band descriptions.
         dated: whether the modality is a time series (labels and hr need no date).
+        band_regex: searched in the base name; its group ``band`` names the file's one
+            band (instead of the ``band`` group of `filename_regex`).
+        band_map: band text of the file name -> project band name, e.g. ``{'2': 'B02'}``
+            or ``{'blue': 'B02'}``; files whose band text is missing are passed over.
+        match_path: search `filename_regex` in the '/'-separated path below `folder`
+            instead of matching it to the base name.
+        layout: ``'s2_safe'`` for Sentinel-2 L2A SAFE products (see :mod:`.safe_products`:
+            reflectance offsets from the product's metadata); None for plain files.
     """
 
     name: str
@@ -64,6 +81,10 @@ class ModalitySpec:
     date_format: Optional[str] = None
     band_order: Optional[tuple[str, ...]] = None
     dated: bool = True
+    band_regex: Optional[str] = None
+    band_map: Optional[dict[str, str]] = None
+    match_path: bool = False
+    layout: Optional[str] = None
 
 
 @dataclass
@@ -80,6 +101,7 @@ class RasterFile:
     height: int
     nodata: Optional[float]
     dtype: str
+    offset: float = 0.0  # added to the stored values of valid pixels (SAFE BOA_ADD_OFFSET)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -147,7 +169,7 @@ def _read_header(path: str, match: re.Match, spec: ModalitySpec,
         except DateParseError as error:
             catalog.skip(path, str(error))
             return None
-    band = groups.get("band")
+    band = _band_name(path, spec, groups)
     if band:
         band_index = {band: 1}
     elif spec.name == "label":
@@ -164,16 +186,51 @@ def _read_header(path: str, match: re.Match, spec: ModalitySpec,
             catalog.skip(path, f"{count} bands without band descriptions and no band_order "
                                f"configured for '{spec.name}'; cannot tell which band is which")
             return None
+    offset = 0.0
+    if spec.layout == "s2_safe" and band:
+        # SAFE JP2s declare no nodata; the product spec reserves DN 0 for it.
+        offset = boa_offset(path, band)
+        nodata = 0 if nodata is None else nodata
     return RasterFile(path, groups["tile"], date, band_index, crs, transform, width, height,
-                      nodata, dtype)
+                      nodata, dtype, offset)
+
+
+def _band_name(path: str, spec: ModalitySpec, groups: dict) -> Optional[str]:
+    """The project band name of a one-band file, or None for a multi-band file."""
+    if spec.band_regex:
+        match = re.search(spec.band_regex, os.path.basename(path))
+        band = match.group("band") if match else None
+    else:
+        band = groups.get("band")
+    if band and spec.band_map is not None:
+        return spec.band_map.get(band)
+    return band
+
+
+def match_file(spec: ModalitySpec, path: str, root: Optional[str] = None) -> Optional[re.Match]:
+    """`spec.filename_regex` on `path`: matched to the base name, or with ``match_path``
+    searched in the path below ``root/folder`` (the whole path when `root` is None).
+    With ``band_regex`` + ``band_map`` a file whose band text is not in the map (a QA
+    layer, a band at another resolution) does not match."""
+    if spec.match_path:
+        folder = os.path.join(root, spec.folder) if root is not None else None
+        text = os.path.relpath(path, folder) if folder else os.path.abspath(path)
+        match = re.search(spec.filename_regex, text.replace(os.sep, "/"))
+    else:
+        match = re.match(spec.filename_regex, os.path.basename(path))
+    if match is None:
+        return None
+    if (spec.band_regex or spec.band_map is not None) and _band_name(
+            path, spec, match.groupdict()) is None:
+        return None
+    return match
 
 
 def _find(root: str, spec: ModalitySpec) -> list[tuple[str, re.Match]]:
-    regex = re.compile(spec.filename_regex)
     pattern = os.path.join(root, spec.folder, "**", spec.filename_glob)
     found = []
     for path in sorted(glob.glob(pattern, recursive=True)):
-        match = regex.match(os.path.basename(path))
+        match = match_file(spec, path, root)
         if match and os.path.isfile(path):
             found.append((path, match))
     return found
@@ -186,6 +243,9 @@ def build_catalog(root: str, specs: Sequence[ModalitySpec]) -> Catalog:
         if "tile" not in re.compile(spec.filename_regex).groupindex:
             raise ValueError(f"filename_regex of '{spec.name}' needs a named group 'tile': "
                              f"{spec.filename_regex!r}")
+        if spec.band_regex and "band" not in re.compile(spec.band_regex).groupindex:
+            raise ValueError(f"band_regex of '{spec.name}' needs a named group 'band': "
+                             f"{spec.band_regex!r}")
         grouped: dict[tuple[str, Optional[_dt.date]], dict[str, tuple[RasterFile, int]]]
         grouped = defaultdict(dict)
         for path, match in _find(root, spec):

@@ -1,10 +1,12 @@
 """The pixel grid a tile is read on, and how a file relates to it.
 
 Every chip of a tile is a window on one :class:`TileGrid` (CRS + affine transform +
-size). The grid is the label raster's (else the first S2 file's) unless the dataset is
-given a CRS and/or resolution, in which case the tile's extent is reprojected onto a
-grid in that CRS with that resolution (TorchGeo: the first file sets CRS and resolution
-unless the user does; everything else is warped to match).
+size). The grid is the label raster's (else the first S2 file's, or the first file of the
+modality named by the dataset's ``grid_reference``) unless the dataset is given a CRS
+and/or resolution, in which case the tile's extent is laid on a grid in that CRS with
+that resolution (TorchGeo: the first file sets CRS and resolution unless the user does;
+everything else is warped to match). In the reference's own CRS the grid keeps the
+reference raster's pixel origin, so native pixels stay native.
 """
 from __future__ import annotations
 
@@ -62,14 +64,23 @@ def grid_of(crs: CRS, transform: Affine, width: int, height: int) -> TileGrid:
 def reproject_grid(grid: TileGrid, crs: Optional[str] = None,
                    res: Optional[float] = None) -> TileGrid:
     """`grid`'s extent on a grid in `crs` (default: same) with pixel size `res` (default:
-    same). The origin snaps to multiples of `res` so tiles of one zone share pixel edges."""
+    same).
+
+    In the same CRS the new grid keeps `grid`'s origin (its top-left pixel corner), so a
+    raster that shares the reference raster's pixel grid (Landsat's x = 694005 at 30 m)
+    is still read pixel for pixel at its native size; only rasters off that grid are
+    resampled. In another CRS there is no native grid to keep, and the origin snaps to
+    multiples of `res` so tiles of one zone share pixel edges."""
     dst_crs = CRS.from_user_input(crs) if crs else grid.crs
     if dst_crs == grid.crs and (res is None or math.isclose(res, grid.res[0])):
         return grid
-    left, bottom, right, top = (transform_bounds(grid.crs, dst_crs, *grid.bounds, densify_pts=21)
-                                if dst_crs != grid.crs else grid.bounds)
     step = float(res) if res else grid.res[0]
-    left, top = math.floor(left / step) * step, math.ceil(top / step) * step
+    if dst_crs == grid.crs:
+        left, bottom, right, top = grid.bounds
+    else:
+        left, bottom, right, top = transform_bounds(grid.crs, dst_crs, *grid.bounds,
+                                                    densify_pts=21)
+        left, top = math.floor(left / step) * step, math.ceil(top / step) * step
     width = max(1, int(math.ceil((right - left) / step - 1e-6)))
     height = max(1, int(math.ceil((top - bottom) / step - 1e-6)))
     return TileGrid(dst_crs, Affine(step, 0.0, left, 0.0, -step, top), width, height)

@@ -20,7 +20,6 @@ that cannot stream.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Iterator, Optional
 
 import rasterio
@@ -33,6 +32,7 @@ from interlace.core.engine.registry import INFERENCE_IO
 from .bands import LABEL_IGNORE
 from .chips import ChipQuery, grid_windows
 from .collate import collate_time_series
+from .file_catalog import match_file
 from .grid import crs_to_string
 from .sentinel_dataset import SentinelTimeSeriesDataset
 
@@ -100,9 +100,8 @@ class SceneWindowReader(StreamingInferenceReader):
     def _locate(self, path: str) -> tuple[SentinelTimeSeriesDataset, str]:
         """The dataset holding `path`'s tile and the tile id (by the modalities' regexes)."""
         dataset = self._dataset_for(path)
-        name = os.path.basename(path)
         for spec in dataset.specs.values():
-            match = re.match(spec.filename_regex, name)
+            match = match_file(spec, path, dataset.data_root)
             if match and match.group("tile") in dataset.grids:
                 return dataset, match.group("tile")
         raise ValueError(f"{path}: no tile of {dataset.data_root} matches this file name "

@@ -10,6 +10,9 @@ Layout read by default (each modality's folder, glob and regex are configurable)
     DATA_ROOT/labels/LABEL_<tile>.tif                uint8 classes, 255 = ignore
     DATA_ROOT/band_stats.json                        optional (tools/compute_band_stats.py)
 
+Other layouts (SAFE products, scene folders of COGs, Landsat, polygon labels, S1 in
+linear power) are set by options; see docs/data/remote_sensing.md and :mod:`.layouts`.
+
 A sample (one chip: tile + window) is a dict::
 
     s2 (T2, 10, H, W) float32, s2_dates [ISO str], s2_doy (T2,) int64, s2_valid (T2, H, W) bool
@@ -46,8 +49,10 @@ from .chips import ChipQuery, Units, grid_windows, roi_pixel_box, size_in_pixels
 from .file_catalog import Acquisition, Catalog, ModalitySpec, build_catalog
 from .grid import TileGrid, crs_to_string, file_overlaps_grid, grid_of, reproject_grid, window_latlon
 from .landcover import LANDCOVER_CLASSES, LANDCOVER_PALETTE
+from .layouts import layout
 from .raster_reader import GridWindowReader, RasterReadError
 from .time_series import ValueTransform, read_series
+from .vector_labels import LabelClassError, VectorLabels
 
 __all__ = ["SentinelTimeSeriesDataset", "LabelClassError", "DEFAULT_MODALITIES"]
 
@@ -68,10 +73,6 @@ _RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear,
                "cubic": Resampling.cubic, "average": Resampling.average}
 
 
-class LabelClassError(ValueError):
-    """A label raster holds class values that the config does not know."""
-
-
 @DATASETS.register_module()
 class SentinelTimeSeriesDataset(BaseDataset):
     """See the module docstring for layout and sample contents.
@@ -88,7 +89,14 @@ class SentinelTimeSeriesDataset(BaseDataset):
         crs, res: common grid CRS / pixel size (default: each tile's label / first S2 file).
         band_stats: JSON of per-band statistics, ``'auto'`` (``band_stats.json`` at the
             root if present) or None (S2 as reflectance, S1 as ``s1_units``).
-        s1_units: ``'db'`` or ``'linear'`` when no statistics are used.
+        s1_units: ``'db'`` or ``'linear'``: S1 values returned when no statistics are used.
+        s1_file_units: what the S1 files hold, ``'db'`` (default) or ``'linear'`` power
+            (RTC / GRD products in power: 10 * log10 gives dB; values <= 0 are no data).
+        grid_reference: modality whose first file sets each tile's grid (default: label,
+            else s2, else s1); with `res` the grid keeps that raster's pixel origin.
+        label_vector: polygon labels instead of label rasters, e.g. ``dict(path=
+            'labels/*.gpkg', attribute='class')`` (see :class:`.VectorLabels`; path
+            relative to `data_root`).
         cloud_classes: SCL classes masked as invalid (None: mask band is binary).
         resampling: for reflectance / backscatter when warping (masks and labels always
             use nearest).
@@ -106,20 +114,31 @@ class SentinelTimeSeriesDataset(BaseDataset):
                  time_range: Optional[tuple[str, str]] = None,
                  tiles: Optional[Sequence[str]] = None, crs: Optional[str] = None,
                  res: Optional[float] = None, band_stats: Optional[str] = "auto",
-                 s1_units: str = "db", cloud_classes: Optional[Sequence[int]] = SCL_CLOUD_CLASSES,
+                 s1_units: str = "db", s1_file_units: str = "db",
+                 grid_reference: Optional[str] = None,
+                 label_vector: Optional[dict] = None, cloud_classes: Optional[Sequence[int]] = SCL_CLOUD_CLASSES,
                  resampling: str = "bilinear", hr_scale: Optional[float] = None,
                  skip_empty_chips: bool = True, cache_size: int = 32,
                  pipeline: Sequence[dict | Callable] = (), **kwargs: Any) -> None:
-        if s1_units not in ("db", "linear"):
-            raise ValueError(f"s1_units must be 'db' or 'linear', not {s1_units!r}")
+        for option, value in (("s1_units", s1_units), ("s1_file_units", s1_file_units)):
+            if value not in ("db", "linear"):
+                raise ValueError(f"{option} must be 'db' or 'linear', not {value!r}")
         if resampling not in _RESAMPLING:
             raise ValueError(f"resampling must be one of {list(_RESAMPLING)}")
         merged = {k: dict(v) for k, v in DEFAULT_MODALITIES.items()}
         for name, override in (modalities or {}).items():
             if override is None:
                 merged.pop(name, None)
+                continue
+            if isinstance(override, str):   # a named layout (see .layouts)
+                override = dict(preset=override)
+            override = dict(override)
+            if "preset" in override:
+                merged[name] = {**layout(override.pop("preset")), **override}
             else:
                 merged[name] = {**merged.get(name, {}), **override}
+        if label_vector is not None:
+            merged.pop("label", None)   # polygons replace label rasters
         self.specs = {name: ModalitySpec(name=name, **{k: tuple(v) if isinstance(v, list) else v
                                                         for k, v in cfg.items()})
                       for name, cfg in merged.items()}
@@ -129,6 +148,12 @@ class SentinelTimeSeriesDataset(BaseDataset):
         self.crs, self.res = crs, res
         self.band_stats_path = band_stats
         self.s1_units, self.cloud_classes = s1_units, cloud_classes
+        self.s1_file_units, self.grid_reference = s1_file_units, grid_reference
+        if grid_reference is not None and grid_reference not in self.specs:
+            raise ValueError(f"grid_reference {grid_reference!r} is not a modality "
+                             f"(modalities: {sorted(self.specs)})")
+        self.label_vector_cfg = dict(label_vector) if label_vector is not None else None
+        self.vector_labels: Optional[VectorLabels] = None
         self.resampling = _RESAMPLING[resampling]
         self.hr_scale, self.skip_empty_chips = hr_scale, skip_empty_chips
         self.reader = GridWindowReader(cache_size)
@@ -157,13 +182,20 @@ class SentinelTimeSeriesDataset(BaseDataset):
                 mean, std = load_band_stats(stats, name, spec.bands)
                 self.value_transforms[name] = ValueTransform(mean=mean, std=std)
             else:
+                file_linear = name == "s1" and self.s1_file_units == "linear"
+                out_linear = name == "s1" and self.s1_units == "linear"
                 self.value_transforms[name] = ValueTransform(
-                    scale=scale, to_linear=name == "s1" and self.s1_units == "linear")
+                    scale=scale, to_linear=not file_linear and out_linear,
+                    to_db=file_linear and not out_linear)
+            if name == "s1" and self.s1_file_units == "linear":
+                self.value_transforms[name].positive = True
         if stats:
             logger.info("SentinelTimeSeriesDataset: values normalised with %s", stats)
 
     def _reference_grid(self, tile: str, entry: dict[str, list[Acquisition]]) -> Optional[TileGrid]:
-        for name in ("label", "s2", "s1"):
+        order = (self.grid_reference, "label", "s2", "s1") if self.grid_reference else (
+            "label", "s2", "s1")
+        for name in order:
             if entry.get(name):
                 first = entry[name][0].files[0]
                 grid = grid_of(first.crs, first.transform, first.width, first.height)
@@ -188,6 +220,9 @@ class SentinelTimeSeriesDataset(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         self._build_value_transforms()
+        if self.label_vector_cfg is not None:
+            self.vector_labels = VectorLabels(classes=self.metainfo["classes"],
+                                              root=self.data_root, **self.label_vector_cfg)
         self.catalog = build_catalog(self.data_root, list(self.specs.values()))
         data_list = []
         for tile in sorted(self.catalog.tiles):
@@ -254,6 +289,8 @@ class SentinelTimeSeriesDataset(BaseDataset):
                 logger.warning("SentinelTimeSeriesDataset: date left out: %s", message)
 
     def _read_label(self, tile: str, grid: TileGrid, window: Window) -> np.ndarray:
+        if self.vector_labels is not None:
+            return self.vector_labels.rasterize(grid, window)
         labels = self.catalog.tiles[tile].get("label") if self.catalog else None
         if not labels:
             return np.full((int(window.height), int(window.width)), LABEL_IGNORE, np.int64)

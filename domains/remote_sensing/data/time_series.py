@@ -5,8 +5,10 @@ Values returned (document of the dataset's ``s2`` / ``s1`` outputs):
 - S2: surface reflectance (stored uint16 / 10000), or ``(stored - mean) / std`` per band
   when band statistics are given (statistics are of the stored values, see
   ``tools/compute_band_stats.py``).
-- S1: backscatter in dB as stored (``s1_units='db'``), or linear power
-  ``10 ** (dB / 10)`` (``'linear'``); or ``(dB - mean) / std`` with statistics.
+- S1: backscatter in dB (``s1_units='db'``) or linear power (``'linear'``), converted
+  from what the files hold (``s1_file_units``): dB -> linear as ``10 ** (dB / 10)``,
+  linear -> dB as ``10 * log10(power)``; or ``(stored - mean) / std`` with statistics.
+  In linear files, power <= 0 is no data.
 
 Invalid pixels (nodata in any band, non-finite, or masked as cloud) are set to 0 and
 marked False in the validity mask. A date whose file cannot be read is left out with a
@@ -35,19 +37,28 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ValueTransform:
     """Stored values -> returned values: ``value * scale`` or ``(value - mean) / std``;
-    ``to_linear`` turns dB into linear power first (S1 without statistics)."""
+    ``to_linear`` turns dB into linear power first, ``to_db`` linear power into dB (S1
+    without statistics). With ``positive`` stored values <= 0 become NaN, which
+    :func:`read_series` marks invalid (zero power is the no-data border of S1 products)."""
 
     scale: float = 1.0
     mean: Optional[np.ndarray] = None   # (C,)
     std: Optional[np.ndarray] = None    # (C,)
     to_linear: bool = False
+    to_db: bool = False
+    positive: bool = False
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        """values: (T, C, H, W) float32 -> same shape."""
+        """values: (T, C, H, W) float32 -> same shape (NaN where not convertible)."""
+        if self.positive:
+            values = np.where(values > 0, values, np.float32(np.nan))
         if self.mean is not None:
             return (values - self.mean[None, :, None, None]) / self.std[None, :, None, None]
         if self.to_linear:
             values = np.power(10.0, values / 10.0, dtype=np.float32)
+        if self.to_db:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.float32(10.0) * np.log10(values)
         return values * np.float32(self.scale)
 
 
@@ -83,6 +94,8 @@ def read_bands(acquisition: Acquisition, bands: Sequence[str], grid: TileGrid, w
         if raster.nodata is not None and np.isfinite(raster.nodata):
             ok &= data != raster.nodata
         valid &= ok.all(axis=0)
+        if raster.offset:
+            data = data + np.float32(raster.offset)
         for k, (position, _) in enumerate(pairs):
             values[position] = data[k]
     return values, valid
@@ -120,7 +133,7 @@ def read_series(acquisitions: Sequence[Acquisition], spec: ModalitySpec, grid: T
     height, width = int(window.height), int(window.width)
     if stacks:
         values = transform(np.stack(stacks)).astype(np.float32, copy=False)
-        valid = np.stack(masks)
+        valid = np.stack(masks) & np.isfinite(values).all(axis=1)
         values[~np.broadcast_to(valid[:, None], values.shape)] = 0.0
     else:
         values = np.zeros((0, len(spec.bands), height, width), np.float32)

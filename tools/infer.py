@@ -3,6 +3,12 @@
 The config's ``infer_cfg = dict(reader=dict(type=...), writer=dict(type=...))`` names the
 reader and writer (registered in INFERENCE_IO). Outputs that already exist are skipped,
 so re-running a killed job resumes it; every input is recorded in OUT/manifest.jsonl.
+Several runs may share one --out folder (two users, a re-launch while the first still
+runs): each output is claimed with a hidden OUT/.NAME.claim file first, and an output
+claimed by a live process is left to it; claims of dead processes are taken over, and
+claims older than --claim-timeout seconds too. SIGTERM or Ctrl-C stop the run cleanly
+(no temporary file left, claims released, exit code 143 / 130); a full, read-only or
+removed output folder stops it with exit code 3. Run the same command again to finish.
 
 INPUTS may be files, directories (their files, sorted; hidden files are left out), glob
 patterns (quote them: "data/**/*.npy") or @list.txt (one path per line, relative to the
@@ -48,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="manifest file name inside --out (default: manifest.jsonl)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--claim-timeout", type=float, default=3600.0, metavar="S",
+                        help="take over another run's claim on an output after S seconds "
+                        "even if its process may be alive (it runs on another host, or "
+                        "hangs); claims of dead processes on this host are taken at once "
+                        "(default: 3600)")
     add_drop_arguments(parser, "infer")
     add_run_arguments(parser, "inference (each process takes every world_size-th input)")
     return parse_run_arguments(parser, argv)
@@ -126,8 +137,12 @@ def build_io(cfg):
 
 
 def print_summary(summary, n_inputs: int, out_dir: str) -> None:
+    claimed = f"  claimed by another run: {summary.claimed}" if summary.claimed else ""
     print(f"inputs: {n_inputs}  written: {summary.written}  skipped: {summary.skipped}  "
-          f"failed: {summary.failed}")
+          f"failed: {summary.failed}{claimed}")
+    if summary.stopped:
+        print(f"stopped early: {summary.stopped}; {summary.not_run} inputs not run "
+              "(run the same command again to finish)")
     print(f"output dir: {osp.abspath(out_dir)}")
     print(f"manifest: {summary.manifest_path}")
     print(f"seconds: {summary.elapsed_s:.2f}")
@@ -159,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmengine.dist import all_gather_object, get_dist_info, init_dist
 
     from interlace.core.engine.batch_inference import (BatchInferenceEngine, InferenceSummary,
-                                                       OutputNameConflict)
+                                                       OutputFolderError, OutputNameConflict)
 
     if args.launcher != "none":
         setup_distributed(cfg, args.launcher)  # gloo without CUDA
@@ -170,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg, args.checkpoint, device)
     reader, writer = build_io(cfg)
     engine = BatchInferenceEngine(model, reader, writer, args.out, manifest_name=args.manifest,
-                                  show_progress=not args.no_progress)
+                                  show_progress=not args.no_progress,
+                                  claim_stale_after_s=args.claim_timeout)
     try:
         summary = engine.run(inputs)
-    except OutputNameConflict as error:
+    except (OutputNameConflict, OutputFolderError) as error:
         raise ToolError(str(error)) from None
     rank, world_size = get_dist_info()
     if world_size > 1:
@@ -183,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dropped modalities: {', '.join(cfg.model.drop_modalities)}")
         print_summary(summary, len(inputs), args.out)
     teardown_distributed()
+    if summary.interrupted:
+        return 128 + summary.interrupted  # the shell's code for death by that signal
+    if summary.stopped:
+        return 3
     return 1 if summary.total and summary.failed == summary.total else 0
 
 

@@ -8,7 +8,19 @@ Every domain plugs in a *reader* (input file → batch for ``model.test_step``) 
 - writes each output to a hidden temporary name in the same directory and renames it
   (:func:`~interlace.core.engine.atomic_files.atomic_path`), so an output under its final
   name is always complete and has the umask's permissions;
-- records every input in a JSON-lines manifest and goes on after a failure;
+- records every input in a JSON-lines manifest (one ``write`` of a whole line on an
+  ``O_APPEND`` descriptor, so concurrent writers never interleave) and goes on after a
+  failure of one input;
+- lets several processes share one output folder (two users, a re-launch while the first
+  run is still going): each output is *claimed* with an exclusive claim file first
+  (:mod:`~interlace.core.engine.output_claims`), an output claimed by a live process is
+  left to it (``claimed`` in the manifest), and claims of dead processes are taken over;
+- stops cleanly on SIGTERM / SIGINT (what Slurm and Kubernetes send before killing): the
+  input in flight is abandoned (no temporary file, its claim released), recorded as
+  ``interrupted``, and ``run`` returns with ``summary.interrupted`` set; a re-run does
+  only what is missing;
+- stops cleanly when the output folder fails (full disk, read-only, removed mid-run):
+  the failed input is recorded with its reason and the summary says why it stopped;
 - shows a progress bar with an ETA on rank 0 (plain, once, when stderr is not a TTY).
 
 An input too large for one forward pass (a satellite scene, a whole-slide image) is
@@ -24,8 +36,13 @@ Readers and writers are registered in ``INFERENCE_IO``; a config names them in
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -40,10 +57,27 @@ from .inference_io import (InferenceReader, InferenceWriter,  # noqa: F401  (re-
                            JsonPredictionWriter, OutputNameConflict, StreamingInferenceReader,
                            StreamingInferenceWriter, TensorFileReader, supports_streaming,
                            to_jsonable)
+from .output_claims import ClaimHeld, OutputClaims
 
 __all__ = ["InferenceReader", "InferenceWriter", "StreamingInferenceReader",
            "StreamingInferenceWriter", "BatchInferenceEngine", "InferenceSummary",
-           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "supports_streaming"]
+           "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "supports_streaming",
+           "OutputFolderError"]
+
+# errno values that mean the output folder itself is failing, not one input.
+_FOLDER_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class OutputFolderError(OSError):
+    """The output folder cannot be written at all (checked before any input runs)."""
+
+
+class _Interrupted(BaseException):
+    """Raised by the engine's signal handler (a BaseException: never taken for a bad input)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _WindowStream:
@@ -78,18 +112,28 @@ class _WindowStream:
 
 @dataclass
 class InferenceSummary:
-    """Counts for the inputs this rank handled. ``failures`` holds (input, error)."""
+    """Counts for the inputs this rank handled. ``failures`` holds (input, error).
+
+    ``claimed``: inputs left to another live process that holds their claim.
+    ``not_run``: inputs never reached because the run stopped early; ``stopped`` says
+    why (None after a complete run) and ``interrupted`` is the signal number when a
+    signal stopped it.
+    """
 
     written: int = 0
     skipped: int = 0
     failed: int = 0
+    claimed: int = 0
+    not_run: int = 0
     elapsed_s: float = 0.0
     manifest_path: str = ""
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: Optional[str] = None
+    interrupted: Optional[int] = None
 
     @property
     def total(self) -> int:
-        return self.written + self.skipped + self.failed
+        return self.written + self.skipped + self.failed + self.claimed
 
     @classmethod
     def merge(cls, summaries: Sequence["InferenceSummary"]) -> "InferenceSummary":
@@ -99,6 +143,10 @@ class InferenceSummary:
             merged.written += s.written
             merged.skipped += s.skipped
             merged.failed += s.failed
+            merged.claimed += s.claimed
+            merged.not_run += s.not_run
+            merged.stopped = merged.stopped or s.stopped
+            merged.interrupted = merged.interrupted or s.interrupted
             merged.elapsed_s = max(merged.elapsed_s, s.elapsed_s)
             merged.failures.extend(s.failures)
         return merged
@@ -120,12 +168,18 @@ class BatchInferenceEngine:
         show_progress: show a progress bar (only ever on rank 0).
         streaming: None (default) streams windows whenever reader and writer both
             support it; False always uses ``read``/``write``; True requires streaming.
+        claim_stale_after_s: a claim file older than this is taken over even if its
+            owner may be alive (on another host); None: only dead owners' claims.
+        handle_signals: turn SIGTERM / SIGINT into a clean stop during ``run`` (main
+            thread only; the previous handlers are restored afterwards).
     """
 
     def __init__(self, model: torch.nn.Module, reader: Any, writer: Any, out_dir: str,
                  manifest_name: str = "manifest.jsonl", rank: Optional[int] = None,
                  world_size: Optional[int] = None, show_progress: bool = True,
-                 streaming: Optional[bool] = None) -> None:
+                 streaming: Optional[bool] = None,
+                 claim_stale_after_s: Optional[float] = 3600.0,
+                 handle_signals: bool = True) -> None:
         for obj, role, methods in ((reader, "reader", ("read",)),
                                    (writer, "writer", ("output_name", "write"))):
             lacking = [m for m in methods if not callable(getattr(obj, m, None))]
@@ -150,39 +204,70 @@ class BatchInferenceEngine:
                             f"writer with write_stream(...); got {type(reader).__name__} and "
                             f"{type(writer).__name__}")
         self.streaming = can_stream if streaming is None else bool(streaming)
+        self.claims = OutputClaims(stale_after_s=claim_stale_after_s)
+        self.handle_signals = handle_signals
+        self._folder_id: Optional[tuple[int, int]] = None
 
     # -- public -------------------------------------------------------------------------
 
     def run(self, inputs: Sequence[str]) -> InferenceSummary:
         """Process this rank's share of `inputs`; return its :class:`InferenceSummary`.
 
+        A failure of one input is recorded and the run goes on; a failing output folder
+        (full, read-only, removed) or SIGTERM / SIGINT stops it cleanly (see
+        :class:`InferenceSummary` ``stopped``).
+
         Raises:
             OutputNameConflict: two inputs map to the same output name (checked over all
                 inputs, before anything runs, so every rank agrees).
+            OutputFolderError: the output folder or its manifest cannot be written.
         """
         inputs = [os.fspath(p) for p in inputs]
         names = self._output_names(inputs)
         mine = list(range(self.rank, len(inputs), self.world_size))
-        os.makedirs(self.out_dir, exist_ok=True)
+        self._open_folder()
         summary = InferenceSummary(manifest_path=self.manifest_path)
         start = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
+        done = 0
         try:
-            with torch.no_grad(), self._progress(len(mine)) as advance:
+            with self._signals_stop_run(), torch.no_grad(), \
+                    self._progress(len(mine)) as advance:
                 for index in mine:
-                    record = self._process(inputs[index], names[index])
-                    self._append_manifest(record)
-                    setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
-                    if record["status"] == "failed":
-                        summary.failures.append((record["input"], record["error"]))
+                    try:
+                        record = self._process(inputs[index], names[index])
+                    except (_Interrupted, KeyboardInterrupt) as stop:
+                        signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
+                        summary.interrupted = int(signum)
+                        summary.stopped = f"stopped by {signal.Signals(signum).name}"
+                        self._record(summary, dict(input=inputs[index], output=None,
+                                                   status="interrupted", error=summary.stopped,
+                                                   rank=self.rank))
+                        done += 1
+                        break
+                    done += 1
+                    self._record(summary, record)
                     advance()
+                    if summary.stopped is None:
+                        summary.stopped = self._folder_problem(record)
+                    if summary.stopped:
+                        break
+        except (_Interrupted, KeyboardInterrupt) as stop:  # between inputs
+            signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
+            summary.interrupted = int(signum)
+            summary.stopped = f"stopped by {signal.Signals(signum).name}"
         finally:
+            self.claims.release_all()
             self.model.train(was_training)
+        summary.not_run = len(mine) - done
         summary.elapsed_s = time.perf_counter() - start
+        stopped = f"; {summary.stopped}, {summary.not_run} not run" if summary.stopped else ""
         print_log(f"Batch inference (rank {self.rank}/{self.world_size}): {summary.written} "
-                  f"written, {summary.skipped} skipped, {summary.failed} failed in "
-                  f"{summary.elapsed_s:.1f} s; manifest {self.manifest_path}", logger="current")
+                  f"written, {summary.skipped} skipped, {summary.claimed} claimed by another "
+                  f"process, {summary.failed} failed in {summary.elapsed_s:.1f} s{stopped}; "
+                  f"manifest {self.manifest_path}", logger="current",
+                  level=logging.WARNING if summary.stopped else logging.INFO)
         return summary
 
     # -- steps --------------------------------------------------------------------------
@@ -215,16 +300,30 @@ class BatchInferenceEngine:
         return names
 
     def _process(self, path: str, name: Optional[str]) -> dict:
-        """Read, predict and write one input; never raises for a bad input."""
+        """Claim, read, predict and write one input; never raises for a bad input."""
         start = time.perf_counter()
         record: dict[str, Any] = dict(input=path, output=None, status="written", error=None,
                                       rank=self.rank)
+        claimed: Optional[str] = None
         try:
             if name is None:
                 name = self._output_name(path)  # raises again, with its own message
             out_path = os.path.join(self.out_dir, name)
             record["output"] = out_path
             if os.path.exists(out_path):
+                record["status"] = "skipped"
+                return record
+            os.makedirs(os.path.dirname(out_path), exist_ok=True)
+            try:
+                taken = self.claims.acquire(out_path)
+            except ClaimHeld as held:
+                record["status"] = "claimed"
+                record["claimed_by"] = held.owner.describe() if held.owner else "unreadable claim"
+                return record
+            claimed = out_path
+            if taken is not None:
+                record["took_over"] = taken.describe() if taken.pid > 0 else "unreadable claim"
+            if os.path.exists(out_path):  # finished by another process meanwhile
                 record["status"] = "skipped"
             else:
                 outputs = None if self.streaming else self.model.test_step(self.reader.read(path))
@@ -242,7 +341,12 @@ class BatchInferenceEngine:
         except Exception as error:  # one bad input must not stop the batch
             record["status"] = "failed"
             record["error"] = f"{type(error).__name__}: {error}"[:2000]
-        record["seconds"] = round(time.perf_counter() - start, 4)
+            if _is_folder_errno(error):
+                record["folder_error"] = True
+        finally:
+            if claimed is not None:
+                self.claims.release(claimed)
+            record["seconds"] = round(time.perf_counter() - start, 4)
         return record
 
     def _write_streamed(self, path: str, tmp: str) -> int:
@@ -262,21 +366,112 @@ class BatchInferenceEngine:
                                "would be incomplete")
         return stream.count
 
-    def _append_manifest(self, record: dict) -> None:
+    def _append_manifest(self, record: dict) -> Optional[str]:
         """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor,
-        so lines from ranks sharing the manifest never interleave."""
+        so lines from ranks and processes sharing the manifest never interleave.
+
+        Returns None, or why the line could not be written (it is then logged instead).
+        """
+        if not self._folder_is_ours():
+            return f"output folder {self.out_dir} was removed or replaced during the run"
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-        finally:
+            fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                written = os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            return f"cannot append to the manifest {self.manifest_path}: {error}"
+        if written != len(line):  # a full disk can cut a write short: drop the piece
+            return (f"the manifest {self.manifest_path} took {written} of {len(line)} bytes "
+                    "(disk full?)")
+        return None
+
+    def _record(self, summary: InferenceSummary, record: dict) -> None:
+        """Count `record` in `summary` and append it to the manifest (or the log)."""
+        status = record["status"]
+        if status in ("written", "skipped", "failed", "claimed"):
+            setattr(summary, status, getattr(summary, status) + 1)
+        if status == "failed":
+            summary.failures.append((record["input"], record["error"]))
+        folder_error = record.pop("folder_error", False)
+        problem = self._append_manifest(record)
+        if problem:
+            print_log(f"{problem}; record: {json.dumps(record, ensure_ascii=False)}",
+                      logger="current", level=logging.ERROR)
+            summary.stopped = summary.stopped or problem
+        if folder_error and summary.stopped is None:
+            summary.stopped = f"output folder {self.out_dir} failed: {record['error']}"
+
+    # -- the output folder and signals ----------------------------------------------------
+
+    def _open_folder(self) -> None:
+        """Create the output folder, check the manifest can be appended to, remember
+        the folder's identity (to notice it being removed or replaced mid-run)."""
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             os.close(fd)
+        except OSError as error:
+            raise OutputFolderError(error.errno, f"cannot write to the output folder "
+                                    f"{self.out_dir}: {error.strerror or error}") from None
+        info = os.stat(self.out_dir)
+        self._folder_id = (info.st_dev, info.st_ino)
+
+    def _folder_is_ours(self) -> bool:
+        try:
+            info = os.stat(self.out_dir)
+        except OSError:
+            return False
+        return self._folder_id is None or (info.st_dev, info.st_ino) == self._folder_id
+
+    def _folder_problem(self, record: dict) -> Optional[str]:
+        """Why the run must stop after `record`, judged from the output folder."""
+        if not self._folder_is_ours():
+            return f"output folder {self.out_dir} was removed or replaced during the run"
+        if record["status"] == "failed" and not os.access(self.out_dir, os.W_OK):
+            return f"output folder {self.out_dir} is not writable: {record['error']}"
+        return None
+
+    @contextlib.contextmanager
+    def _signals_stop_run(self):
+        """SIGTERM / SIGINT raise :class:`_Interrupted` in the main thread once; later ones
+        are ignored while the run cleans up. Previous handlers are restored on exit."""
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        fired: list[int] = []
+
+        def handler(signum, frame):
+            if fired:
+                return
+            fired.append(signum)
+            raise _Interrupted(signum)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     def _progress(self, total: int):
         """A context yielding ``advance()``; a rich progress bar on rank 0 only."""
         if not self.show_progress:
             return nullcontext(lambda: None)
         return _RichProgress(total, f"inference (rank {self.rank}/{self.world_size})")
+
+
+def _is_folder_errno(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a full disk, a quota or a read-only file
+    system: a fault of the output folder, so later inputs would fail the same way."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in _FOLDER_ERRNOS:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 class _RichProgress:

@@ -14,7 +14,8 @@ matrices are 4x4 nested lists mapping column vectors, timestamps in seconds):
   the key LiDAR frame into the sweep's sensor frame. We store no ``sensor2lidar_*`` (v0.x)
   keys: the dataset derives the sweep -> key-LiDAR transform and the time lag from these
   fields (:func:`.info_files.sweep_to_key_lidar`), so mmdet3d's own files work as well.
-* ``images``: for each of the six cameras ``img_path`` (file name), ``cam2img`` (3x3),
+* ``images``: for each camera of the ``cameras`` list (default the six nuScenes cameras,
+  in mmdet3d's order; empty for a LiDAR-only database) ``img_path`` (file name), ``cam2img`` (3x3),
   ``sample_data_token``, ``timestamp``, ``cam2ego``, ``lidar2cam``. ``lidar2cam`` follows
   mmdet3d's ``obtain_sensor2top``: key LiDAR -> ego (key time) -> global -> ego (camera
   time) -> camera, so it includes the ego motion between the two exposures.
@@ -30,6 +31,12 @@ matrices are 4x4 nested lists mapping column vectors, timestamps in seconds):
   consumer of the info file (GT-paste database, exporters) sees finite numbers.
 * ``cam_instances`` (2D boxes per camera, for monocular detectors) is not written.
 
+Cameras: nuScenes-format databases of other vehicles have other camera sets, and a
+LiDAR-only database has none. ``cameras`` names the channels to write, in the order the
+dataset stacks the views; every sample must have each of them (a missing one is an
+:class:`InfoCreationError` naming the sample, the camera and the cameras the sample has).
+``metainfo['cameras']`` records the list (an extra key mmdet3d ignores).
+
 Splits come from the devkit's ``create_splits_scenes()``: train/val for v1.0-trainval,
 mini_train/mini_val (written as ``_train``/``_val``, as mmdet3d) for v1.0-mini, test for
 v1.0-test; only scenes present in the database count, and a scene whose first LiDAR file
@@ -41,7 +48,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -156,12 +163,40 @@ def _lidar_sweeps(nusc, lidar_data: dict, global2lidar: np.ndarray,
     return sweeps
 
 
-def _camera_infos(nusc, sample: dict, global2lidar: np.ndarray) -> dict[str, dict]:
+def check_cameras(cameras: Sequence[str]) -> tuple[str, ...]:
+    """`cameras` as a tuple of distinct channel names; the LiDAR channel, empty or
+    repeated names are an :class:`InfoCreationError`."""
+    cameras = tuple(str(c) for c in cameras)
+    if any(not c or c.lower() == "none" for c in cameras):
+        raise InfoCreationError(f"camera names must be channel names, got {list(cameras)} "
+                                f"(an empty list means LiDAR-only)")
+    if LIDAR in cameras:
+        raise InfoCreationError(f"{LIDAR} is the LiDAR channel, not a camera")
+    repeated = sorted({c for c in cameras if cameras.count(c) > 1})
+    if repeated:
+        raise InfoCreationError(f"cameras {repeated} are listed more than once")
+    return cameras
+
+
+def _sample_cameras(nusc, sample: dict) -> list[str]:
+    """The camera channels a sample has (its sample_data whose sensor modality is camera)."""
+    channels = []
+    for token in sample["data"].values():
+        record = nusc.get("sample_data", token)
+        if record.get("sensor_modality") == "camera":
+            channels.append(record["channel"])
+    return sorted(channels)
+
+
+def _camera_infos(nusc, sample: dict, global2lidar: np.ndarray,
+                  cameras: Sequence[str] = CAMERAS) -> dict[str, dict]:
     images = {}
-    for camera in CAMERAS:
+    for camera in cameras:
         if camera not in sample["data"]:
-            raise InfoCreationError(f"sample {sample['token']} has no {camera} sample_data "
-                                    f"(nuScenes samples have all of {list(CAMERAS)})")
+            raise InfoCreationError(
+                f"sample {sample['token']} has no {camera} sample_data; its cameras are "
+                f"{_sample_cameras(nusc, sample)}. Pass the cameras the database has "
+                f"(create_data --cameras ...; --cameras none for a LiDAR-only database)")
         record, calibration, cam2ego, ego2global = _sensor_record(nusc, sample["data"][camera])
         cam2lidar = global2lidar @ ego2global @ cam2ego
         images[camera] = {
@@ -212,8 +247,9 @@ def _instances(nusc, sample: dict, lidar_token: str, global2lidar: np.ndarray) -
 
 
 def build_sample_info(nusc, sample: dict, sample_idx: int, *, max_sweeps: int = 10,
-                      with_annotations: bool = True) -> dict:
-    """The info dict of one nuScenes sample (layout in the module docstring)."""
+                      with_annotations: bool = True, cameras: Sequence[str] = CAMERAS) -> dict:
+    """The info dict of one nuScenes sample (layout in the module docstring); ``images``
+    holds the `cameras`, in that order."""
     lidar_token = sample["data"][LIDAR]
     _, _, lidar2ego, ego2global = _sensor_record(nusc, lidar_token)
     lidar_path = Path(nusc.get_sample_data_path(lidar_token))
@@ -225,7 +261,7 @@ def build_sample_info(nusc, sample: dict, sample_idx: int, *, max_sweeps: int = 
         "token": sample["token"],
         "timestamp": sample["timestamp"] / 1e6,
         "ego2global": ego2global.tolist(),
-        "images": _camera_infos(nusc, sample, global2lidar),
+        "images": _camera_infos(nusc, sample, global2lidar, cameras),
         "lidar_points": {"num_pts_feats": NUM_POINT_FEATURES, "lidar_path": lidar_path.name,
                          "lidar2ego": lidar2ego.tolist()},
         "lidar_sweeps": _lidar_sweeps(nusc, nusc.get("sample_data", lidar_token),
@@ -249,7 +285,8 @@ def _scene_samples(nusc, scene_token: str) -> list[dict]:
 
 def create_nuscenes_infos(root: str | Path, version: str = "v1.0-trainval",
                           out_dir: str | Path | None = None, *, extra_tag: str = "nuscenes",
-                          max_sweeps: int = 10, progress: bool = True) -> dict[str, dict]:
+                          max_sweeps: int = 10, progress: bool = True,
+                          cameras: Sequence[str] = CAMERAS) -> dict[str, dict]:
     """Write ``{out_dir}/{extra_tag}_infos_{split}.pkl`` for each split of `version`.
 
     Args:
@@ -259,12 +296,15 @@ def create_nuscenes_infos(root: str | Path, version: str = "v1.0-trainval",
         extra_tag: file name prefix.
         max_sweeps: previous LiDAR sweeps kept per sample.
         progress: show mmengine's progress bar.
+        cameras: camera channels written to each sample's ``images``, in this order
+            (default the six nuScenes cameras); ``()`` for a LiDAR-only database.
 
     Returns:
         ``{split: {'path': Path, 'samples': int, 'scenes': int}}``.
     """
     if max_sweeps < 0:
         raise InfoCreationError(f"max_sweeps must be >= 0, got {max_sweeps}")
+    cameras = check_cameras(cameras)
     nusc = open_database(root, version)
     out_dir = Path(out_dir) if out_dir is not None else Path(root)
     scenes = split_scenes(nusc, version)
@@ -280,11 +320,13 @@ def create_nuscenes_infos(root: str | Path, version: str = "v1.0-trainval",
         data_list = []
         for index, sample in enumerate(split_samples):
             data_list.append(build_sample_info(nusc, sample, index, max_sweeps=max_sweeps,
-                                               with_annotations=with_annotations))
+                                               with_annotations=with_annotations,
+                                               cameras=cameras))
             if bar is not None:
                 bar.update()
-        path = save_info_file(out_dir / info_file_name(extra_tag, split),
-                              make_metainfo(version), data_list)
+        metainfo = make_metainfo(version)
+        metainfo["cameras"] = list(cameras)
+        path = save_info_file(out_dir / info_file_name(extra_tag, split), metainfo, data_list)
         written[split] = {"path": path, "samples": len(data_list),
                           "scenes": len(scenes[split])}
     if bar is not None:

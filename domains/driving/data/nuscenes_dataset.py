@@ -16,7 +16,9 @@ seconds; the frame conventions are those of :mod:`.nuscenes_names`):
   sweep timestamp (s, > 0).
 * ``images``: ``{CAM_*: {img_path (absolute), cam2img (3, 3), lidar2cam (4, 4), cam2ego
   (4, 4), lidar2img (4, 4) = cam2img padded to 4x4 @ lidar2cam, timestamp,
-  sample_data_token}}`` in the info file's camera order (CAMERAS for ours).
+  sample_data_token}}`` in the info file's camera order (``metainfo['cameras']``, CAMERAS
+  by default), or in the order of the dataset's ``cameras`` argument; ``{}`` for a
+  LiDAR-only file or ``cameras=[]``.
 * ``ann_info`` (training; ``eval_ann_info`` instead in ``test_mode`` with
   ``load_eval_anns``; neither for v1.0-test files, which have no ``instances``):
   ``gt_bboxes_3d`` (N, 9) float32 ``[x, y, z, l, w, h, yaw, vx, vy]`` with (x, y, z) the
@@ -31,8 +33,8 @@ seconds; the frame conventions are those of :mod:`.nuscenes_names`):
   mmdet3d's ``Box3DMode.LIDAR``; mmdet3d is optional here) before the pipeline.
 
 The transforms then produce ``points`` (N, 5) ``[x, y, z, intensity, time_lag]`` in the key
-LiDAR frame, ``img`` (list of 6 HxWx3), ``lidar2img`` (6, 4, 4), ``img_aug_matrix`` and
-``lidar_aug_matrix``.
+LiDAR frame, ``img`` (list of V HxWx3, V the number of cameras; absent without cameras),
+``lidar2img`` (V, 4, 4), ``img_aug_matrix`` and ``lidar_aug_matrix``.
 
 Labels: an info file's ``bbox_label_3d`` indexes its own ``metainfo['categories']`` (ours
 use CLASSES; mmdet3d's files use mmdet3d's order car, truck, trailer, ...), so labels are
@@ -98,6 +100,11 @@ class NuScenesDataset(BaseDataset):
         metainfo: ``dict(classes=...)`` to train on a subset of CLASSES (labels remapped).
         load_eval_anns: in ``test_mode``, still parse annotations into ``eval_ann_info``.
         box_type_3d: only ``'LiDAR'``.
+        cameras: the camera views of each sample, in this order (a subset of the info
+            file's); None keeps every camera the file has, ``[]`` none (LiDAR-only). A
+            sample lacking a listed camera is an :class:`InfoFileError` naming it. Images
+            of a camera without a ``data_prefix`` entry are read from
+            ``samples/<camera>/`` (the nuScenes layout).
     """
 
     METAINFO = dict(classes=CLASSES)
@@ -109,7 +116,7 @@ class NuScenesDataset(BaseDataset):
                  filter_empty_gt: bool = True, use_valid_flag: bool = False,
                  version: Optional[str] = None, metainfo: Optional[dict] = None,
                  load_eval_anns: bool = True, box_type_3d: str = BOX_TYPE_3D,
-                 **kwargs: Any) -> None:
+                 cameras: Optional[Sequence[str]] = None, **kwargs: Any) -> None:
         if box_type_3d.lower() != "lidar":
             raise ValueError(f"NuScenesDataset supports box_type_3d='LiDAR' only, got "
                              f"{box_type_3d!r}")
@@ -120,6 +127,7 @@ class NuScenesDataset(BaseDataset):
         self.use_valid_flag = use_valid_flag
         self.version = version
         self.load_eval_anns = load_eval_anns
+        self.cameras = None if cameras is None else tuple(str(c) for c in cameras)
         self._label_of_file_label: dict[int, int] = {}
         if data_root and "://" not in data_root:
             data_root = osp.abspath(data_root)  # paths handed to the pipeline are absolute
@@ -129,6 +137,8 @@ class NuScenesDataset(BaseDataset):
                          data_prefix=prefix, pipeline=list(pipeline), test_mode=test_mode,
                          **kwargs)
         self._metainfo["modality"] = dict(self.modality)
+        if self.cameras is not None:
+            self._metainfo["cameras"] = list(self.cameras)
         self._metainfo["box_type_3d"] = BOX_TYPE_3D
 
     # -- loading ---------------------------------------------------------------------------
@@ -171,13 +181,24 @@ class NuScenesDataset(BaseDataset):
             sweeps.append(sweep)
         info["lidar_sweeps"] = sweeps
         info["images"] = {camera: self._parse_image(camera, image)
-                          for camera, image in info["images"].items()}
+                          for camera, image in self._selected_images(info).items()}
         if "instances" in info:
             if not self.test_mode:
                 info["ann_info"] = self.parse_ann_info(info["instances"])
             elif self.load_eval_anns:
                 info["eval_ann_info"] = self.parse_ann_info(info["instances"])
         return info
+
+    def _selected_images(self, info: dict) -> dict:
+        """The sample's ``images`` restricted to (and ordered by) ``cameras``."""
+        images = info.get("images") or {}
+        if self.cameras is None:
+            return images
+        absent = [camera for camera in self.cameras if camera not in images]
+        if absent:
+            raise InfoFileError(f"{self.ann_file}: sample {info.get('token')} has no "
+                                f"{absent} image(s); its cameras are {list(images)}")
+        return {camera: images[camera] for camera in self.cameras}
 
     def _parse_lidar_points(self, points: dict, folder: str) -> dict:
         points = _as_matrices(points)
@@ -189,7 +210,9 @@ class NuScenesDataset(BaseDataset):
 
     def _parse_image(self, camera: str, image: dict) -> dict:
         image = _as_matrices(image)
-        folder = self.data_prefix.get(camera, self.data_prefix.get("img", ""))
+        folder = self.data_prefix.get(camera, self.data_prefix.get("img"))
+        if folder is None:  # a camera nuScenes does not have: its nuScenes-layout folder
+            folder = osp.join(self.data_root, "samples", camera)
         image["img_path"] = osp.join(folder, PurePath(image["img_path"]).name)
         intrinsics = np.eye(4)
         intrinsics[:3, :3] = image["cam2img"][:3, :3]

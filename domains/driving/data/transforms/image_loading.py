@@ -1,4 +1,4 @@
-"""Loading the six surround-camera images of a sample with their calibration.
+"""Loading the surround-camera images of a sample (any number of views) with their calibration.
 
 Images are decoded with OpenCV as (H, W, 3) uint8 arrays in **BGR** channel order, as
 mmcv's ``imread`` does (``color_type='color'``); :class:`~.image_transforms.ImageNormalize`
@@ -11,6 +11,11 @@ A missing or unreadable image becomes a zero image of the other views' size with
 ``view_missing[v] = True`` (logged): the model's missing-view path ignores it, so one
 broken camera file does not stop training. If every view is missing the sample cannot be
 used and a :class:`FileNotFoundError` names the files.
+
+A sample without cameras (``images`` empty: a LiDAR-only database, or a dataset with
+``cameras=[]``) gets no ``img`` at all, so the image transforms pass it through and the
+data preprocessor sees a LiDAR-only batch: a fusion detector then takes its LiDAR-only
+path.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ def pad_intrinsics(cam2img: Any) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class LoadMultiViewImages:
-    """Load every camera of ``results['images']`` (in its order: nuScenes' CAMERAS).
+    """Load every camera of ``results['images']``, in its order (V views, any V >= 0).
 
     Args:
         to_float32: return float32 images instead of uint8.
@@ -76,10 +81,16 @@ class LoadMultiViewImages:
         - ``img_aug_matrix``: (V, 4, 4) identity (original -> network pixels);
         - ``view_missing``: (V,) bool; ``img_path``: list of V paths;
         - ``cam_names``: list of V camera names.
+
+        With no cameras (``images`` empty) only ``cam_names = []`` is added.
         """
-        images = results.get("images")
+        if "images" not in results:
+            raise KeyError(f"LoadMultiViewImages: sample {results.get('token')} has no "
+                           f"'images' entry")
+        images = results["images"]
         if not images:
-            raise KeyError(f"LoadMultiViewImages: sample {results.get('token')} has no images")
+            results["cam_names"] = []
+            return results
         names = list(images)
         paths = [os.fspath(images[n]["img_path"]) for n in names]
         loaded: list[Optional[np.ndarray]] = []

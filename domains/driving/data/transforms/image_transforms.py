@@ -124,7 +124,10 @@ class ImageResizeCrop:
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         """``img``: V arrays (H, W, C) -> V arrays (final_H, final_W, C), same dtype;
         ``img_aug_matrix`` (V, 4, 4) composed with each view's map; ``img_shape`` =
-        final_dim; ``img_aug_params``: the V parameter dicts."""
+        final_dim; ``img_aug_params``: the V parameter dicts. A sample without ``img``
+        (no cameras) passes unchanged."""
+        if "img" not in results:
+            return results
         images = results["img"]
         aug = np.asarray(results.get("img_aug_matrix", np.tile(np.eye(4), (len(images), 1, 1))),
                          dtype=np.float64)
@@ -172,7 +175,10 @@ class ImageNormalize:
         self.to_rgb = to_rgb
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
-        """``img``: V arrays (H, W, C) -> V float32 arrays (H, W, C); adds ``img_norm_cfg``."""
+        """``img``: V arrays (H, W, C) -> V float32 arrays (H, W, C); adds ``img_norm_cfg``.
+        A sample without ``img`` (no cameras) passes unchanged."""
+        if "img" not in results:
+            return results
         out = []
         for image in results["img"]:
             if image.ndim != 3 or image.shape[-1] != 3:

@@ -13,7 +13,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from interlace.domains.remote_sensing.data import ChipQuery, S2_BANDS, SentinelTimeSeriesDataset
+from interlace.domains.remote_sensing.data import (ChipQuery, S2_BANDS, SceneWindowReader,
+                                                   SentinelTimeSeriesDataset)
 from interlace.domains.remote_sensing.data.safe_products import read_boa_offsets
 
 from .layout_files import write_raster
@@ -122,3 +123,12 @@ def test_boa_offsets_come_from_the_metadata_or_the_baseline(safe_root, tmp_path)
     bare = tmp_path / "S2A_MSIL2A_20230101T103021_N0509_R108_T32TNR_20230101T134010.SAFE"
     bare.mkdir()
     assert read_boa_offsets(str(bare))["B8A"] == -1000.0   # baseline 05.09, no MTD file
+
+
+def test_scene_reader_finds_the_tile_of_a_file_inside_a_product(safe_root):
+    root, _, _ = safe_root
+    reader = SceneWindowReader(str(root), window=SIZE, overlap=0, dataset=dict(
+        band_stats=None, modalities=dict(s2="s2_l2a_safe", s1=None, hr=None, label=None)))
+    path = next((root / "s2").rglob("*_B02_10m.jp2"))
+    assert reader.tile_of(str(path)) == "32TNR"
+    assert reader.describe(str(path))["width"] == SIZE

@@ -19,7 +19,9 @@ env_cfg = dict(
 
 log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
 vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="Visualizer", vis_backends=vis_backends, name="visualizer")
+# No fixed `name`: each run gets its own visualizer (named after the run), so several
+# runs in one process (tools/check.py) log to their own work dirs.
+visualizer = dict(type="Visualizer", vis_backends=vis_backends)
 log_level = "INFO"
 load_from = None
 resume = False

@@ -21,6 +21,7 @@ from .samplers import GridChipSampler, RandomChipSampler
 from .scene_reader import SceneWindowReader
 from .sentinel_dataset import DEFAULT_MODALITIES, LabelClassError, SentinelTimeSeriesDataset
 from .synthetic import make_synthetic_s1s2
+from .transforms import CloudyDateMasking, RandomFlipRotate, SingleDateView
 from .vector_labels import VectorLabels
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
     "LANDCOVER_PALETTE", "colormap_of", "GridWindowReader", "RasterReadError",
     "GridChipSampler", "RandomChipSampler", "SceneWindowReader", "DEFAULT_MODALITIES",
     "LabelClassError", "SentinelTimeSeriesDataset", "make_synthetic_s1s2", "LAYOUTS",
-    "VectorLabels",
+    "VectorLabels", "CloudyDateMasking", "RandomFlipRotate", "SingleDateView",
 ]

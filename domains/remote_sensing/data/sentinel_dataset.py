@@ -103,6 +103,11 @@ class SentinelTimeSeriesDataset(BaseDataset):
         skip_empty_chips: outside test mode, a chip with no valid S2/S1 pixel is skipped
             (logged) and mmengine draws another.
         cache_size: open-file cache of the reader.
+        label_fraction, label_seed: keep a random share of the chips (at least one),
+            drawn with `label_seed` (``numpy.random.default_rng``): a label-efficiency
+            subset whose chips are labelled in full. 1.0 keeps every chip.
+        cache_samples: keep every chip read in memory (before the pipeline), for small
+            sets read many times (pipeline transforms never modify a sample in place).
     """
 
     METAINFO = dict(classes=LANDCOVER_CLASSES, palette=LANDCOVER_PALETTE)
@@ -119,6 +124,8 @@ class SentinelTimeSeriesDataset(BaseDataset):
                  label_vector: Optional[dict] = None, cloud_classes: Optional[Sequence[int]] = SCL_CLOUD_CLASSES,
                  resampling: str = "bilinear", hr_scale: Optional[float] = None,
                  skip_empty_chips: bool = True, cache_size: int = 32,
+                 label_fraction: float = 1.0, label_seed: int = 0,
+                 cache_samples: bool = False,
                  pipeline: Sequence[dict | Callable] = (), **kwargs: Any) -> None:
         for option, value in (("s1_units", s1_units), ("s1_file_units", s1_file_units)):
             if value not in ("db", "linear"):
@@ -156,6 +163,10 @@ class SentinelTimeSeriesDataset(BaseDataset):
         self.vector_labels: Optional[VectorLabels] = None
         self.resampling = _RESAMPLING[resampling]
         self.hr_scale, self.skip_empty_chips = hr_scale, skip_empty_chips
+        if not 0.0 < label_fraction <= 1.0:
+            raise ValueError(f"label_fraction must lie in (0, 1], got {label_fraction}")
+        self.label_fraction, self.label_seed = label_fraction, label_seed
+        self._sample_cache: Optional[dict[int, Optional[dict]]] = {} if cache_samples else None
         self.reader = GridWindowReader(cache_size)
         self.catalog: Optional[Catalog] = None
         self.grids: dict[str, TileGrid] = {}
@@ -253,6 +264,11 @@ class SentinelTimeSeriesDataset(BaseDataset):
                                     f"(tiles {sorted(self.catalog.tiles) or 'none'}, "
                                     f"{len(self.catalog.skipped)} files skipped; looked for "
                                     f"{looked})")
+        if self.label_fraction < 1.0:
+            count = max(1, round(self.label_fraction * len(data_list)))
+            rng = np.random.default_rng(self.label_seed)
+            data_list = [data_list[i] for i in
+                         sorted(rng.choice(len(data_list), count, replace=False).tolist())]
         return data_list
 
     # -- reading ----------------------------------------------------------------------
@@ -268,8 +284,14 @@ class SentinelTimeSeriesDataset(BaseDataset):
         return super().__getitem__(idx)
 
     def prepare_data(self, idx: int) -> Any:
-        info = self.get_data_info(idx)
-        sample = self.read_chip(ChipQuery(info["tile"], tuple(info["window"]), self.time_range))
+        if self._sample_cache is not None and idx in self._sample_cache:
+            sample = self._sample_cache[idx]
+        else:
+            info = self.get_data_info(idx)
+            sample = self.read_chip(ChipQuery(info["tile"], tuple(info["window"]),
+                                              self.time_range))
+            if self._sample_cache is not None:
+                self._sample_cache[idx] = sample
         if sample is None:
             return None
         return self.pipeline(sample)

@@ -21,7 +21,8 @@ class EMATeacherHook(Hook):
     Args:
         momentum: m (SkySense / DINO start at 0.996 for long runs; small runs use less).
         end_momentum: if set, m follows a cosine from `momentum` to `end_momentum` over
-            the run's iterations (DINO); else m is constant.
+            the run's iterations (DINO), or over the budget of a ``TimeBudgetHook`` run
+            (the ``budget_progress`` it publishes); else m is constant.
 
     The model must have ``update_teacher(momentum)`` (:class:`SkySensePretrainer`); DDP
     wrappers are unwrapped. The last momentum used is kept in ``last_momentum``.
@@ -47,5 +48,9 @@ class EMATeacherHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not hasattr(model, "update_teacher"):
             raise AttributeError(f"EMATeacherHook: {type(model).__name__} has no update_teacher")
-        self.last_momentum = self.momentum_at(runner.iter, runner.max_iters)
+        progress = runner.message_hub.get_info("budget_progress")
+        if progress is not None:  # a TimeBudgetHook run: follow the share of the budget spent
+            self.last_momentum = self.momentum_at(int(round(1000 * progress)), 1000)
+        else:
+            self.last_momentum = self.momentum_at(runner.iter, runner.max_iters)
         model.update_teacher(self.last_momentum)

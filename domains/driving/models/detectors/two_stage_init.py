@@ -42,7 +42,10 @@ from typing import Callable, Mapping, Optional
 
 from torch import Tensor
 
+from mmengine.logging import print_log
+
 from interlace.core.engine.checkpoint import CheckpointError
+from interlace.core.engine.pretrained_init import register_state_converter
 from interlace.domains.driving.models.camera.pretrained_weights import (
     convert_resnet_state_dict, convert_swin_state_dict)
 
@@ -202,3 +205,13 @@ def merge_two_stage(target: StateDict, lidar_state: Optional[StateDict] = None,
     report.random = [k for k in target if k not in ordered
                      and not k.endswith("num_batches_tracked")]
     return ordered, report
+
+
+@register_state_converter("lidar_only_to_deepinteraction")
+def lidar_only_to_deepinteraction(source: StateDict, target: StateDict) -> "OrderedDict[str, Tensor]":
+    """``init_cfg=dict(type='Pretrained', key_map='lidar_only_to_deepinteraction')``: the
+    LiDAR-only checkpoint's tensors under the DeepInteraction detector's names (the table
+    above); the image backbone keeps its own initialisation."""
+    merged, report = merge_two_stage(target, lidar_state=source)
+    print_log(f"two-stage start: {report.summary()}", logger="current")
+    return merged

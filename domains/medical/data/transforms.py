@@ -2,7 +2,7 @@
 
 Each class is a small callable on a sample dict, so an mmengine pipeline config can name
 it (``dict(type='LoadCxrImaged')``) and MONAI does the work: ``LoadImaged`` with
-``PILReader`` / ``PydicomReader`` for I/O, ``Resized(size_mode='longest')`` +
+``PILReader`` for JPG / PNG (DICOM through :mod:`.dicom`), ``Resized(size_mode='longest')`` +
 ``SpatialPadd`` for MGCA's aspect-preserving resize with zero padding,
 ``RandSpatialCropd`` / ``CenterSpatialCropd`` for the crop, ``ScaleIntensityRanged`` +
 ``NormalizeIntensityd`` for mean 0.5 / std 0.5 on [0, 1] intensities.
@@ -15,27 +15,22 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import pydicom
 import torch
-from monai.data import PILReader, PydicomReader
+from monai.data import MetaTensor, PILReader
 from monai.transforms import (CenterSpatialCropd, Compose, EnsureTyped, LoadImaged,
                               NormalizeIntensityd, RandSpatialCropd, Resized,
                               ScaleIntensityRanged, SpatialPadd)
 from monai.transforms import Randomizable
-from PIL import Image
 
 from interlace.core.engine.registry import TRANSFORMS
+
+from .dicom import DICOM_SUFFIXES, NoWindow, read_dicom_image
+from .image_errors import ImageLoadError
+from .luminance import pil_to_grayscale
 
 __all__ = ["ImageLoadError", "CxrCompose", "LoadCxrImaged", "ResizeLongestPadd", "CxrCropd",
            "CxrNormalized", "build_cxr_transforms", "eval_sizes_from_config",
            "DICOM_SUFFIXES"]
-
-DICOM_SUFFIXES = (".dcm", ".dicom")
-
-
-class ImageLoadError(OSError):
-    """An image file that cannot be decoded; the message names the file and why."""
-
 
 @contextlib.contextmanager
 def _quiet_optional_readers() -> Iterator[None]:
@@ -47,70 +42,59 @@ def _quiet_optional_readers() -> Iterator[None]:
         yield
 
 
-def _to_grayscale(image: Image.Image) -> Image.Image:
-    # Module-level (not a lambda) so the reader pickles into DataLoader workers.
-    return image.convert("L")
-
-
 @TRANSFORMS.register_module()
 class LoadCxrImaged:
-    """Load a JPG / PNG / DICOM chest X-ray as a (1, H, W) float32 grayscale image.
+    """Load a JPG / PNG / DICOM chest X-ray as a (1, H, W) float32 grayscale image on 0..255.
 
     Args:
         path_key: the sample key holding the file path (kept in the output).
         image_key: the key the image is written to.
+        frame: the frame read from multi-frame DICOMs (0-based); ``None`` refuses them
+            with their frame count.
+        no_window: the range shown for DICOMs without a VOI LUT or window:
+            ``'min_max'`` (the image's own) or ``'stored_range'`` (see :mod:`.dicom`).
 
-    Rows stay first (``reverse_indexing=False`` / ``swap_ij=False``) so the array has
-    the usual (H, W) orientation of the picture, the same for JPG and DICOM.
-    Raises :class:`ImageLoadError` naming the file when it is missing, truncated,
-    or (DICOM) has no pixel data.
+    JPG / PNG: colour becomes luminance (:mod:`.luminance`), 16-bit PNGs go through
+    Pillow's ``convert('L')``. DICOM: :func:`.dicom.read_dicom_image`, the displayed image
+    (modality and VOI LUTs, MONOCHROME1 inverted, palette / RGB / YBR to the same
+    luminance) mapped onto 0..255, so one ``CxrNormalized(max_value=255)`` serves both.
+    Rows stay first (``reverse_indexing=False``): the usual (H, W) of the picture.
+    Raises :class:`ImageLoadError` naming the file when it is missing, truncated, or
+    cannot be shown (see :func:`.dicom.read_dicom_image`).
     """
 
-    def __init__(self, path_key: str = "img_path", image_key: str = "img") -> None:
+    def __init__(self, path_key: str = "img_path", image_key: str = "img",
+                 frame: int | None = None, no_window: NoWindow = "min_max") -> None:
+        if no_window not in ("min_max", "stored_range"):
+            raise ValueError(f"no_window must be 'min_max' or 'stored_range', not "
+                             f"{no_window!r}")
         self.path_key, self.image_key = path_key, image_key
+        self.frame, self.no_window = frame, no_window
         with _quiet_optional_readers():
             self._pil = LoadImaged(keys=image_key, image_only=True,
                                    ensure_channel_first=True,
-                                   reader=PILReader(converter=_to_grayscale,
+                                   reader=PILReader(converter=pil_to_grayscale,
                                                     reverse_indexing=False))
-        self._dicom: LoadImaged | None = None  # built on first DICOM: its reader is noisy
-
-    def _dicom_loader(self, path: Path) -> LoadImaged:
-        # MONAI's message for a pixel-less DICOM does not say so; check the header first
-        # (defer_size keeps the pixel bytes unread).
-        try:
-            header = pydicom.dcmread(path, defer_size="1 KB")
-        except Exception as error:
-            raise ImageLoadError(f"{path}: not a readable DICOM file ({error})") from error
-        if not any(tag in header for tag in ("PixelData", "FloatPixelData",
-                                              "DoubleFloatPixelData")):
-            raise ImageLoadError(f"{path}: DICOM has no pixel data (no PixelData element)")
-        if self._dicom is None:
-            with _quiet_optional_readers():
-                self._dicom = LoadImaged(keys=self.image_key, image_only=True,
-                                         ensure_channel_first=True,
-                                         reader=PydicomReader(swap_ij=False))
-        return self._dicom
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         path = Path(sample[self.path_key])
         if not path.is_file():
             raise ImageLoadError(f"{path}: image file does not exist")
-        is_dicom = path.suffix.lower() in DICOM_SUFFIXES
-        loader = self._dicom_loader(path) if is_dicom else self._pil
         out = dict(sample)
+        if path.suffix.lower() in DICOM_SUFFIXES:
+            pixels = read_dicom_image(path, frame=self.frame, no_window=self.no_window)
+            out[self.image_key] = MetaTensor(torch.from_numpy(pixels[None]),
+                                             meta={"filename_or_obj": str(path)})
+            return out
         out[self.image_key] = str(path)
         try:
-            out = loader(out)
-        except Exception as error:  # MONAI/PIL/pydicom raise many types; name the file
+            out = self._pil(out)
+        except Exception as error:  # MONAI/PIL raise many types; name the file
             raise ImageLoadError(f"{path}: cannot read image ({_reason(error)})") from error
         image = out[self.image_key]
-        if image.ndim == 4 and image.shape[-1] == 1:  # single-frame DICOM read as 3D
-            image = image[..., 0]
         if image.ndim != 3 or image.shape[0] != 1:
             raise ImageLoadError(f"{path}: expected one grayscale 2D image, got shape "
                                  f"{tuple(image.shape)}")
-        out[self.image_key] = image
         return out
 
 
@@ -169,7 +153,8 @@ class CxrCropd(Randomizable):
 class CxrNormalized:
     """Map intensities ``[0, max_value]`` to [0, 1], then to ``(x - mean) / std``.
 
-    ``max_value`` is 255 for 8-bit JPG/PNG (MIMIC-CXR-JPG); 12-bit DICOM needs 4095.
+    ``max_value`` is 255 for JPG / PNG and for DICOM (:class:`LoadCxrImaged` maps the
+    displayed DICOM image onto 0..255 whatever its bit depth).
     Fixed bounds (not per-image min/max) keep a uniformly bright image bright.
     Returns a plain ``torch.Tensor`` (no MONAI metadata) so default collation works.
     """

@@ -8,12 +8,13 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow benchmark info install clean help check-driving test-faults
+.PHONY: demo test test-slow test-dist benchmark info install clean help check-driving test-faults
 
 help:
 	@echo "make demo       end-to-end run on generated data, prints a summary"
 	@echo "make test       install the test extra and run the default (fast) suite"
 	@echo "make test-slow  the long tests (training to a target score)"
+	@echo "make test-dist  the multi-process tests (torchrun / mp.spawn, 2 CPU processes with gloo)"
 	@echo "make test-faults  fault injection: crashes, contention, full disks, bad input, memory"
 	@echo "make benchmark  core-ops benchmark at nuScenes scale"
 	@echo "make info       environment report"
@@ -42,6 +43,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# Several processes per test (torchrun, mp.spawn); the slow ones among them are included.
+test-dist: $(STAMP)
+	$(PY) -m pytest -m dist
 
 # Injects each fault (kills, SIGTERM, two processes on one output folder, full or
 # read-only disks, bad input, long runs) and prints

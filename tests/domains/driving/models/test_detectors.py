@@ -4,7 +4,6 @@ sensors change exactly what they should, and a short training run lowers the los
 from __future__ import annotations
 
 import copy
-import time
 
 import numpy as np
 import pytest
@@ -127,9 +126,7 @@ def test_lidar_only_loss_is_finite_and_trains_the_lidar_stream_and_head(lidar_cf
 def test_deep_interaction_loss_trains_both_streams_and_the_encoder(fusion_cfg, fusion_batch):
     model = build(fusion_cfg)
     assert isinstance(model, DeepInteractionDetector)
-    start = time.perf_counter()
     losses = losses_and_backward(model, fusion_batch)
-    elapsed = time.perf_counter() - start
     # One LiDAR layer, one camera layer, one LiDAR layer; both heatmaps (DI++ average).
     expected = {f"layer{i}_loss_{k}" for i in range(3) for k in ("cls", "bbox")}
     assert expected | {"loss_heatmap", "loss_heatmap_lidar_only"} <= set(losses)
@@ -142,7 +139,6 @@ def test_deep_interaction_loss_trains_both_streams_and_the_encoder(fusion_cfg, f
     assert grad_norm(model.bbox_head.lidar_only_heatmap_conv) > 0
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient (DDP would need find_unused): {missing[:5]}"
-    assert elapsed < 10
 
 
 # --- inference --------------------------------------------------------------------------

@@ -13,7 +13,9 @@ product's ``..._B02_10m.jp2``) name the band with ``band_regex`` (a named group 
 searched in the file name) and ``band_map`` (that text -> project band name, TorchGeo
 style); a file whose band text is not in the map is not a band of the modality and is
 passed over. With ``match_path`` the ``filename_regex`` is searched in the path below the
-modality folder, so tile and date can come from a scene folder's name.
+modality folder, so tile and date can come from a scene folder's name. With
+``search_zips`` the members of ``.zip`` archives below the folder are searched too and
+read through GDAL's ``/vsizip/`` (a SAFE product as downloaded, not unpacked).
 
 Only headers are read here (CRS, transform, size, descriptions), never pixels. Files
 that cannot be used are skipped, each with a logged reason naming it, and listed in
@@ -23,10 +25,12 @@ unknown band order, acquisitions missing a band.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import glob
 import logging
 import os
 import re
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -45,6 +49,7 @@ __all__ = ["ModalitySpec", "RasterFile", "Acquisition", "Catalog", "build_catalo
 logger = logging.getLogger(__name__)
 
 DATE_TAGS = ("ACQUISITION_DATE", "TIFFTAG_DATETIME")
+VSIZIP = "/vsizip/"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class ModalitySpec:
             instead of matching it to the base name.
         layout: ``'s2_safe'`` for Sentinel-2 L2A SAFE products (see :mod:`.safe_products`:
             reflectance offsets from the product's metadata); None for plain files.
+        search_zips: also search the members of ``.zip`` archives below `folder`.
     """
 
     name: str
@@ -85,6 +91,7 @@ class ModalitySpec:
     band_map: Optional[dict[str, str]] = None
     match_path: bool = False
     layout: Optional[str] = None
+    search_zips: bool = False
 
 
 @dataclass
@@ -214,7 +221,8 @@ def match_file(spec: ModalitySpec, path: str, root: Optional[str] = None) -> Opt
     layer, a band at another resolution) does not match."""
     if spec.match_path:
         folder = os.path.join(root, spec.folder) if root is not None else None
-        text = os.path.relpath(path, folder) if folder else os.path.abspath(path)
+        real = path[len(VSIZIP):] if path.startswith(VSIZIP) else path
+        text = os.path.relpath(real, folder) if folder else os.path.abspath(real)
         match = re.search(spec.filename_regex, text.replace(os.sep, "/"))
     else:
         match = re.match(spec.filename_regex, os.path.basename(path))
@@ -226,12 +234,31 @@ def match_file(spec: ModalitySpec, path: str, root: Optional[str] = None) -> Opt
     return match
 
 
-def _find(root: str, spec: ModalitySpec) -> list[tuple[str, re.Match]]:
+def _zip_members(root: str, spec: ModalitySpec, catalog: Catalog) -> list[str]:
+    """``/vsizip/`` paths of the members of archives below the folder that match the glob."""
+    paths = []
+    pattern = os.path.join(root, spec.folder, "**", "*.zip")
+    for archive in sorted(glob.glob(pattern, recursive=True)):
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                names = handle.namelist()
+        except (OSError, zipfile.BadZipFile) as error:
+            catalog.skip(archive, f"not a readable zip archive ({error})")
+            continue
+        paths += [f"{VSIZIP}{os.path.abspath(archive)}/{name}" for name in sorted(names)
+                  if fnmatch.fnmatch(name.rsplit("/", 1)[-1], spec.filename_glob)]
+    return paths
+
+
+def _find(root: str, spec: ModalitySpec, catalog: Catalog) -> list[tuple[str, re.Match]]:
     pattern = os.path.join(root, spec.folder, "**", spec.filename_glob)
+    paths = [p for p in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(p)]
+    if spec.search_zips:
+        paths += _zip_members(root, spec, catalog)
     found = []
-    for path in sorted(glob.glob(pattern, recursive=True)):
+    for path in paths:
         match = match_file(spec, path, root)
-        if match and os.path.isfile(path):
+        if match:
             found.append((path, match))
     return found
 
@@ -248,7 +275,7 @@ def build_catalog(root: str, specs: Sequence[ModalitySpec]) -> Catalog:
                              f"{spec.band_regex!r}")
         grouped: dict[tuple[str, Optional[_dt.date]], dict[str, tuple[RasterFile, int]]]
         grouped = defaultdict(dict)
-        for path, match in _find(root, spec):
+        for path, match in _find(root, spec, catalog):
             raster = _read_header(path, match, spec, catalog)
             if raster is None:
                 continue

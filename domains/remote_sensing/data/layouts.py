@@ -6,7 +6,7 @@ overrides::
     SentinelTimeSeriesDataset(root, modalities=dict(s2='s2_l2a_safe'))
     SentinelTimeSeriesDataset(root, modalities=dict(s2=dict(preset='s2_cogs', folder='cogs')))
 
-- ``s2_l2a_safe``: Sentinel-2 L2A SAFE products as unpacked from the download
+- ``s2_l2a_safe``: Sentinel-2 L2A SAFE products as downloaded, unpacked or in their zip
   (``*.SAFE/GRANULE/*/IMG_DATA/R10m|R20m/*_B02_10m.jp2``): date and tile from the product
   name, B02 B03 B04 B08 at 10 m, B05 B06 B07 B8A B11 B12 and SCL at 20 m (the copies at
   other resolutions are passed over), BOA offsets of baseline >= 04.00 applied (see
@@ -46,7 +46,7 @@ _SAFE_PRODUCT = (r"S2[A-D]_MSIL2A_(?P<date>\d{8}T\d{6})_N\d{4}_R\d{3}_T(?P<tile>
 
 LAYOUTS: dict[str, dict] = {
     "s2_l2a_safe": dict(
-        folder="s2", filename_glob="*.jp2", match_path=True, layout="s2_safe",
+        folder="s2", filename_glob="*.jp2", match_path=True, layout="s2_safe", search_zips=True,
         filename_regex=_SAFE_PRODUCT + r"/GRANULE/[^/]+/IMG_DATA/R\d{2}m/[^/]+\.jp2$",
         band_regex=r"_(?P<band>[A-Z0-9]{3}_\d{2}m)\.jp2$", band_map=SAFE_BAND_MAP,
         bands=S2_BANDS, mask_band=SCL_BAND, band_order=None, date_format=None, dated=True),

@@ -10,7 +10,8 @@ A product unpacks to::
             R60m/...                                  B01 B09 (+ 60 m copies)
 
 The modality layout that reads it (date and tile from the product name, each band at its
-finest resolution, SCL at 20 m) is ``LAYOUTS['s2_l2a_safe']`` in :mod:`.layouts`.
+finest resolution, SCL at 20 m) is ``LAYOUTS['s2_l2a_safe']`` in :mod:`.layouts`; it reads
+unpacked products and the downloaded ``.zip`` archives alike (through ``/vsizip/``).
 
 From processing baseline 04.00 (products from 25 January 2022 on) the stored digital
 numbers carry an offset: reflectance = (DN + BOA_ADD_OFFSET) / 10000, with
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import xml.etree.ElementTree as ElementTree
+import zipfile
 from typing import Optional
 
 __all__ = ["S2_PHYSICAL_BANDS", "BASELINE_OFFSET", "safe_product_dir", "product_baseline",
@@ -36,11 +38,13 @@ S2_PHYSICAL_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", 
                                       "B8A", "B09", "B10", "B11", "B12")
 BASELINE_OFFSET = -1000.0   # the offset of baseline 04.00 and later, per the product spec
 _BASELINE = re.compile(r"_N(\d{2})(\d{2})_")
+_VSIZIP = "/vsizip/"
+_IN_ZIP = re.compile(r"^/vsizip/(.+?\.zip)/(.+)$", re.IGNORECASE)
 
 
 def safe_product_dir(path: str) -> Optional[str]:
-    """The ``*.SAFE`` folder holding `path`, or None."""
-    current = os.path.dirname(os.path.abspath(path))
+    """The ``*.SAFE`` folder holding `path` (also inside a ``/vsizip/`` path), or None."""
+    current = os.path.dirname(path if path.startswith(_VSIZIP) else os.path.abspath(path))
     while current and current != os.path.dirname(current):
         if current.upper().endswith(".SAFE"):
             return current
@@ -59,11 +63,10 @@ def read_boa_offsets(product_dir: str) -> dict[str, float]:
     """Band name -> BOA_ADD_OFFSET from ``MTD_MSIL2A.xml``; {} when the product has none
     (baseline before 04.00). A baseline >= 04.00 product without readable metadata gets
     the documented -1000 for every band, with a warning naming the product."""
-    metadata = os.path.join(product_dir, "MTD_MSIL2A.xml")
     baseline = product_baseline(product_dir)
     try:
-        root = ElementTree.parse(metadata).getroot()
-    except (OSError, ElementTree.ParseError) as error:
+        root = ElementTree.fromstring(_read_metadata(product_dir))
+    except (OSError, KeyError, zipfile.BadZipFile, ElementTree.ParseError) as error:
         if baseline is not None and baseline >= (4, 0):
             logger.warning("remote sensing data: %s: cannot read MTD_MSIL2A.xml (%s); "
                            "baseline %02d.%02d, so the documented BOA_ADD_OFFSET %g is used",
@@ -77,6 +80,16 @@ def read_boa_offsets(product_dir: str) -> dict[str, float]:
             if 0 <= band_id < len(S2_PHYSICAL_BANDS):
                 offsets[S2_PHYSICAL_BANDS[band_id]] = float(element.text)
     return offsets
+
+
+def _read_metadata(product_dir: str) -> bytes:
+    """``MTD_MSIL2A.xml`` of an unpacked product or of one inside a zip archive."""
+    inside = _IN_ZIP.match(product_dir)
+    if inside:
+        with zipfile.ZipFile(inside.group(1)) as archive:
+            return archive.read(f"{inside.group(2)}/MTD_MSIL2A.xml")
+    with open(os.path.join(product_dir, "MTD_MSIL2A.xml"), "rb") as handle:
+        return handle.read()
 
 
 def boa_offset(path: str, band: str) -> float:

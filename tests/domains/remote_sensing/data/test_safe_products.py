@@ -6,6 +6,7 @@ JPEG 2000, written losslessly.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from affine import Affine
 
 from interlace.domains.remote_sensing.data import (ChipQuery, S2_BANDS, SceneWindowReader,
                                                    SentinelTimeSeriesDataset)
-from interlace.domains.remote_sensing.data.safe_products import read_boa_offsets
+from interlace.domains.remote_sensing.data.safe_products import _read_metadata, read_boa_offsets
 
 from .layout_files import write_raster
 
@@ -132,3 +133,22 @@ def test_scene_reader_finds_the_tile_of_a_file_inside_a_product(safe_root):
     path = next((root / "s2").rglob("*_B02_10m.jp2"))
     assert reader.tile_of(str(path)) == "32TNR"
     assert reader.describe(str(path))["width"] == SIZE
+
+
+def test_zipped_products_read_like_unpacked_ones(safe_root, tmp_path):
+    root, _, _ = safe_root
+    for product in (OLD, NEW):   # the download: one zip holding the .SAFE folder
+        shutil.make_archive(str(tmp_path / "s2" / product), "zip", root / "s2", f"{product}.SAFE")
+    options = dict(chip_size=SIZE, band_stats=None,
+                   modalities=dict(s2="s2_l2a_safe", s1=None, hr=None, label=None))
+    zipped = SentinelTimeSeriesDataset(str(tmp_path), **options)
+    assert zipped.catalog.skipped == []
+    assert all(r.path.startswith("/vsizip/") for a in zipped.catalog.tiles["32TNR"]["s2"]
+               for r in a.files)
+    a = zipped[ChipQuery("32TNR", (0, 0, SIZE, SIZE))]
+    b = SentinelTimeSeriesDataset(str(root), **options)[ChipQuery("32TNR", (0, 0, SIZE, SIZE))]
+    assert a["s2_dates"] == b["s2_dates"] == ["2021-03-15", "2022-03-20"]
+    np.testing.assert_array_equal(a["s2"].numpy(), b["s2"].numpy())     # offsets applied too
+    np.testing.assert_array_equal(a["s2_valid"].numpy(), b["s2_valid"].numpy())
+    # The offsets come from the metadata inside the zip, not from the baseline fallback.
+    assert b"BOA_ADD_OFFSET" in _read_metadata(f"/vsizip/{tmp_path / 's2' / NEW}.zip/{NEW}.SAFE")

@@ -63,7 +63,7 @@ def test_mini_writes_train_and_val_with_mmdet3d_v1_keys(mini):
     assert set(payload) == {"metainfo", "data_list"}
     assert payload["metainfo"] == {"categories": {c: i for i, c in enumerate(CLASSES)},
                                    "dataset": "nuscenes", "version": "v1.0-mini",
-                                   "info_version": "1.1"}
+                                   "info_version": "1.1", "cameras": list(CAMERAS)}
     splits = create_splits_scenes()
     nusc = mini["nusc"]
     for split in ("train", "val"):

@@ -1,5 +1,5 @@
 """Driving camera stream: image backbones (MONAI ResNet / Swin), their pretrained-weight
-mapping, and the multi-view encoder (backbone + FPN over the 6 cameras)."""
+mapping, and the multi-view encoder (backbone + FPN over any number of camera views)."""
 from .image_backbones import MonaiResNetBackbone, MonaiSwinBackbone
 from .multi_view import MultiViewImageEncoder
 from .pretrained_weights import (convert_resnet_state_dict, convert_swin_state_dict,

@@ -1,9 +1,11 @@
-"""tools/benchmark.py driving: the DeepInteraction++ end-to-end benchmark runs at smoke
+"""`benchmark.py driving`: the DeepInteraction++ end-to-end benchmark runs at smoke
 scale (tiny config, tiny generated sample) and writes per-stage latency, FLOPs and the
 fraction of the matmul peak to its JSON table."""
 import json
 
 from tests.fixtures.tools import run_tool
+
+BENCHMARK = "tools/analysis_tools/benchmark.py"
 
 DETECTOR_CASES = ("di_pp_inference_fp32", "di_pp_inference_bf16", "di_pp_train_step_fp32")
 FORWARD_STAGES = {"voxelise", "sparse_encoder", "bev_backbone", "image_backbone",
@@ -16,7 +18,7 @@ def _stage_names(row: dict) -> set:
 
 def test_driving_benchmark_smoke_reports_stages_flops_and_peak_fraction(tmp_path):
     out = tmp_path / "driving.json"
-    proc = run_tool("tools/benchmark.py", "driving", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "driving", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--no-reference", "--out", out, timeout=900,
                     INTERLACE_BENCH_CACHE=str(tmp_path / "cache"))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

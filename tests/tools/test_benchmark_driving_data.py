@@ -1,4 +1,4 @@
-"""tools/benchmark.py driving_data: the data-loading benchmark runs at smoke scale and
+"""`benchmark.py driving_data`: the data-loading benchmark runs at smoke scale and
 writes its JSON table."""
 import json
 
@@ -6,11 +6,13 @@ import pytest
 
 from tests.fixtures.tools import run_tool
 
+BENCHMARK = "tools/analysis_tools/benchmark.py"
+
 
 def _run(tmp_path, *cases):
     out = tmp_path / "driving_data.json"
     extra = ["--cases", *cases] if cases else []
-    proc = run_tool("tools/benchmark.py", "driving_data", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "driving_data", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--no-reference", *extra, "--out", out, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "pipeline_workers0" in proc.stdout and str(out) in proc.stdout

@@ -1,4 +1,4 @@
-"""tools/benchmark.py remote_sensing: training steps and streamed scene inference."""
+"""`benchmark.py remote_sensing`: training steps and streamed scene inference."""
 import json
 
 import numpy as np
@@ -7,15 +7,13 @@ import rasterio
 
 from tests.fixtures.tools import run_tool
 
+BENCHMARK = "tools/analysis_tools/benchmark.py"
+
 CASES = {"pretrain_step", "segment_train_step", "scene_inference_small", "scene_inference_large"}
 
 
 def _module():
-    import sys
-
-    from tests.fixtures.tools import ROOT
-    sys.path.insert(0, str(ROOT / "tools"))
-    from benchmarks import remote_sensing
+    from interlace.benchmarks import remote_sensing
     return remote_sensing
 
 
@@ -48,7 +46,7 @@ def test_generated_scene_is_a_readable_tile_with_every_date(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_smoke_run_times_every_case_and_writes_the_json(tmp_path):
     out = tmp_path / "remote_sensing.json"
-    proc = run_tool("tools/benchmark.py", "remote_sensing", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "remote_sensing", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--no-reference", "--out", out, timeout=600,
                     INTERLACE_BENCH_CACHE=str(tmp_path))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

@@ -1,12 +1,14 @@
-"""tools/benchmark.py runs every ops case (tiny sizes here) and writes a JSON table."""
+"""`benchmark.py ops` runs every ops case (tiny sizes here) and writes a JSON table."""
 import json
 
 from tests.fixtures.tools import run_tool
 
+BENCHMARK = "tools/analysis_tools/benchmark.py"
+
 
 def test_ops_benchmark_smoke_runs_every_case_against_its_reference(tmp_path):
     out = tmp_path / "ops.json"
-    proc = run_tool("tools/benchmark.py", "ops", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "ops", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--out", out, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads(out.read_text())
@@ -21,13 +23,13 @@ def test_ops_benchmark_smoke_runs_every_case_against_its_reference(tmp_path):
 
 
 def test_unknown_case_is_rejected_with_the_known_names():
-    proc = run_tool("tools/benchmark.py", "ops", "--cases", "nope", "--scale", "smoke")
+    proc = run_tool(BENCHMARK, "ops", "--cases", "nope", "--scale", "smoke")
     assert proc.returncode != 0 and "known:" in proc.stderr
 
 
 def test_interaction_benchmark_smoke_runs_fp32_and_bf16_forward_and_backward(tmp_path):
     out = tmp_path / "interaction.json"
-    proc = run_tool("tools/benchmark.py", "interaction", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "interaction", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--out", out, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}
@@ -41,7 +43,7 @@ def test_interaction_benchmark_smoke_runs_fp32_and_bf16_forward_and_backward(tmp
 
 def test_medical_benchmark_smoke_runs_every_case(tmp_path):
     out = tmp_path / "medical.json"
-    proc = run_tool("tools/benchmark.py", "medical", "--scale", "smoke", "--repeats", "1",
+    proc = run_tool(BENCHMARK, "medical", "--scale", "smoke", "--repeats", "1",
                     "--threads", "1", "--out", out, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}

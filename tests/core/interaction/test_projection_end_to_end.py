@@ -5,7 +5,7 @@ import torch
 
 from interlace.core.engine.registry import MODELS
 from interlace.core.interaction import Footprint
-from tools.benchmarks.interaction_scene import make_scene
+from interlace.benchmarks.interaction_scene import make_scene
 
 
 def box_footprint(predictions, positions):

@@ -362,7 +362,7 @@ def test_iou_gradient_matches_finite_differences():
 
 
 def test_benchmark_smoke_case_agrees_with_shapely_reference():
-    from tools.benchmarks.ops_boxes import CASES
+    from interlace.benchmarks.ops_boxes import CASES
 
     case = {c.name: c for c in CASES}["bev_iou_rotated"]
     prepared = case.setup("smoke")

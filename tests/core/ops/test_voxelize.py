@@ -231,7 +231,7 @@ def test_hard_voxelize_on_gpu_matches_cpu():
 
 
 def test_benchmark_smoke_case_agrees_with_python_loop():
-    from tools.benchmarks.ops_voxelize import CASES
+    from interlace.benchmarks.ops_voxelize import CASES
 
     for case in CASES:
         prepared = case.setup("smoke")

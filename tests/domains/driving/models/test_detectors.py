@@ -251,7 +251,7 @@ def test_drop_views_marks_k_random_views_per_sample_reproducibly():
 
 def test_hidden_views_project_no_point_and_lift_no_pixel_into_the_bev():
     from interlace.core.interaction import ProjectionCorrespondence, StreamFeatures
-    from tools.benchmarks.interaction_scene import make_scene
+    from interlace.benchmarks.interaction_scene import make_scene
 
     scene = make_scene(num_pillars=300, bev_size=20, channels=8, image_scale=0.25)
     corr = scene.correspondence

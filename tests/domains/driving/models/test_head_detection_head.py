@@ -100,7 +100,7 @@ def test_map_size_must_match_the_coder_grid():
 
 
 def test_cameras_enter_through_the_projection_correspondence():
-    from tools.benchmarks.interaction_scene import make_scene
+    from interlace.benchmarks.interaction_scene import make_scene
 
     scene = make_scene(num_pillars=200, bev_size=36, channels=32, image_scale=0.125)
     coder = dict(pc_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0), voxel_size=(0.375, 0.375),

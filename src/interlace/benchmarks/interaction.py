@@ -1,4 +1,5 @@
-"""Interaction-core benchmark at DeepInteraction++ scale (`tools/benchmark.py interaction`).
+"""Interaction-core benchmark at DeepInteraction++ scale
+(`tools/analysis_tools/benchmark.py interaction`).
 
 Per component (correspondence gathers, DualStreamEncoder with 2 layers, decoder with 200
 queries and 5 layers): forward, and forward + backward, in fp32 and under bf16 autocast.

@@ -1,5 +1,5 @@
-"""DeepInteraction++ end-to-end benchmark (`tools/benchmark.py driving`): the paper-size
-model (configs/driving/deepinteraction_pp_swint_nus.py: Swin-T + FPN, 6 x 448 x 800
+"""DeepInteraction++ end-to-end benchmark (`tools/analysis_tools/benchmark.py driving`):
+the paper-size model (configs/driving/deepinteraction_pp_swint_nus.py: Swin-T + FPN, 6 x 448 x 800
 images, 10 sweeps, 1440 x 1440 x 41 sparse grid, 180 x 180 BEV) on one generated
 nuScenes-scale sample, per stage, in fp32 and under bf16 autocast.
 
@@ -18,48 +18,12 @@ mode, ``mode='loss'`` + backward of the summed losses; no optimiser step), and
 ``matmul_peak`` (square fp32 and bf16 GEMM through ``torch.matmul`` and through a oneDNN
 1 x 1 convolution; the faster is the FLOP/s ceiling, see :func:`matmul_peak`).
 
-Stages, timed with wall-clock timers around the detector's sub-modules (forward pre/post
-hooks) and a few of its methods (wrapped on the instance; the model code is not edited):
-
-    voxelise            data_preprocessor._voxelize (hard voxelisation of all sweeps)
-    sparse_encoder      lidar_encoder.voxel_encoder + lidar_encoder.middle_encoder (spconv)
-    bev_backbone        lidar_encoder.backbone + neck (SECOND + FPN) + bev_proj
-    image_backbone      camera_encoder (Swin-T + FPN, 6 views) + image_proj
-    correspondence      pillar_grid + build_batch_correspondence (projection geometry)
-    interaction_encoder interaction_encoder (DualStreamEncoder, 2 layers x 128)
-    decoder             bbox_head forward: dense heatmaps, query selection, 5 layers
-    post_processing     bbox_head.predict_by_feat + packing (inference)
-    loss                bbox_head.loss_by_feat: Hungarian matching + losses (training)
-    backward            loss.backward() (training; one figure, not split per stage)
-    other               total - the stages (image stacking, glue, Python)
-
-FLOPs per stage: a separate (untimed) run in setup under ``FlopCounterMode``; a stage's
-FLOPs are the counter's growth while the stage runs. The counter sees matmul / conv /
-attention ops (2 FLOPs per multiply-add); elementwise ops (norms, activations, softmax)
-are not counted, as is usual. Two things it cannot see are added as estimates:
-
-* spconv's sparse convolutions: on CPU its native algorithm multiplies with ``torch.mm``
-  per kernel offset, so the counter sees them exactly (the notes give that figure). Where
-  a conv's call does not grow the counter (implicit-GEMM kernels on GPU), the bound
-  2 x active output sites x kernel volume x C_in x C_out is added to the sparse encoder,
-  and 2 x that to the backward.
-* ``grid_sample`` (bilinear): 2 x 4 taps x C per sampled point (forward), backward 2 x
-  that (custom formulas given to FlopCounterMode).
-
-Fraction of peak = stage FLOPs / stage time / the matmul peak of the same dtype, measured
-in the same process before the timed runs, outside them (square matmuls, best of several).
-fp32 stages are compared with the fp32 peak, bf16 stages with the bf16 peak. On CUDA the
-1 x 1-convolution path runs in TF32 (cuDNN's default, as the model's convolutions do) while
-``torch.matmul`` stays in fp32 (PyTorch's default): on an H100 that is 400 against 51
-TFLOP/s, and the fp32 ceiling is the TF32 one.
-
-The per-stage figures go to each row's ``notes`` as a JSON string (the harness's table has
-no per-stage columns); :func:`format_report` turns the group's result into a per-stage
-table, printed after the harness's table (see :func:`_install_report`).
-
-Memory: the harness's "peak MiB" is the RSS high-water mark of the timed run above what
-model + inputs already used; the notes add the absolute VmHWM and, on CUDA,
-``torch.cuda.max_memory_allocated``. Device: CUDA when available, else CPU.
+Stages are timed with wall-clock timers around the detector's sub-modules (forward hooks)
+and a few of its methods (wrapped on the instance; the model code is not edited); FLOPs per
+stage come from a separate, untimed run under ``FlopCounterMode`` (plus estimates for
+spconv on GPU and ``grid_sample``, which it cannot see), and each stage's share of the
+GEMM ceiling of its dtype is reported. The stages, the FLOP counting, the ceiling and the
+memory figures are described in docs/benchmarks.md. Device: CUDA when available, else CPU.
 
 Smoke scale (the test suite): configs/driving/deepinteraction_r50_synthetic_tiny.py
 (ResNet-18, 96 x 160 images, 3 sweeps, 20 x 20 BEV) on ``scale='cpu'`` generated data,
@@ -83,7 +47,7 @@ import numpy as np
 
 from .common import BenchCase, Prepared
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 CONFIGS = {"full": ROOT / "configs/driving/deepinteraction_pp_swint_nus.py",
            "smoke": ROOT / "configs/driving/deepinteraction_r50_synthetic_tiny.py"}
 DATA_SCALE = {"full": "nuscenes", "smoke": "cpu"}
@@ -466,9 +430,9 @@ def matmul_peak(size: int, dtype_name: str, seconds: float = 1.5) -> dict:
     """FLOP/s of a square ``size`` GEMM in this dtype, two ways.
 
     ``matmul``: ``torch.matmul`` (BLAS). ``conv1x1``: the same GEMM as a 1 x 1 convolution,
-    which on CPU goes through oneDNN; on this AMD EPYC build oneDNN's fp32 GEMM is ~1.7x
-    faster than ``torch.matmul`` (384 vs 229 GFLOP/s), and the model's convolutions run on
-    oneDNN, so ``best`` (the larger) is the ceiling the %peak columns divide by.
+    which on CPU goes through oneDNN; oneDNN's fp32 GEMM can be much faster than the BLAS
+    behind ``torch.matmul``, and the model's convolutions run on oneDNN, so ``best`` (the
+    larger) is the ceiling the %peak columns divide by.
     """
     import torch
     import torch.nn.functional as F
@@ -550,7 +514,7 @@ def _detector_case(train: bool, dtype: str) -> Callable[[str], Prepared]:
         }
         prepared = Prepared(ours=lambda: None, notes="")
         # The GEMM ceiling is measured here, in the same process as the timed runs but
-        # outside them (inside, it added seconds to every timed step: 3.1 of 3.2 s on an H100).
+        # outside them (inside, its large products would be timed as part of every step).
         info["matmul_peak"] = _peaks(scale)
 
         def run() -> None:

@@ -1,4 +1,4 @@
-"""Benchmark cases for `interlace.core.ops.voxelize` (see `tools/benchmarks/common.py`).
+"""Benchmark cases for `interlace.core.ops.voxelize` (see `interlace.benchmarks.common`).
 
 ``voxelize_hard``: nuScenes-scale hard voxelisation (300k points, 0.075 x 0.075 x 0.2 m
 voxels over [-54, -54, -5, 54, 54, 3], 10 points per voxel, 120k voxels) against the
@@ -13,10 +13,7 @@ import torch
 
 from interlace.core.ops.voxelize import voxelize_hard
 
-try:  # run as `tools/benchmark.py` or imported as a package module
-    from .common import BenchCase, Prepared
-except ImportError:  # pragma: no cover
-    from common import BenchCase, Prepared  # type: ignore[no-redef]
+from .common import BenchCase, Prepared
 
 VOXEL_SIZE = (0.075, 0.075, 0.2)
 PC_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)

@@ -2,12 +2,12 @@
 formulation they replace, measured in the same run.
 
 Examples:
-  python tools/benchmark.py ops                        # nuScenes-scale sizes, ~2 minutes
-  python tools/benchmark.py ops --cases voxelize_hard window_attention_9x9
-  python tools/benchmark.py ops --scale smoke          # tiny sizes, checks that all cases run
-  python tools/benchmark.py ops --no-reference --repeats 5
-  python tools/benchmark.py interaction                # encoder/decoder at DeepInteraction++ scale
-  python tools/benchmark.py medical                    # MGCA training step and feature extraction
+  python tools/analysis_tools/benchmark.py ops              # nuScenes-scale sizes, ~2 minutes
+  python tools/analysis_tools/benchmark.py ops --cases voxelize_hard window_attention_9x9
+  python tools/analysis_tools/benchmark.py ops --scale smoke  # tiny sizes: every case runs
+  python tools/analysis_tools/benchmark.py ops --no-reference --repeats 5
+  python tools/analysis_tools/benchmark.py interaction      # DeepInteraction++ encoder/decoder
+  python tools/analysis_tools/benchmark.py medical          # MGCA training step, features
 
 Each implementation runs in its own child process so that its peak memory is its own:
 the child builds the inputs, resets the kernel's peak-RSS mark (Linux
@@ -29,25 +29,22 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
 # A first run longer than this is taken as the measurement, without repeats.
 LONG_RUN_S = 5.0
 
-# Benchmark groups: name -> modules under tools/benchmarks/ that define CASES.
-GROUPS = {"ops": ["benchmarks.ops_voxelize", "benchmarks.ops_attention", "benchmarks.ops_boxes"],
-          "interaction": ["benchmarks.interaction"],
-          "medical": ["benchmarks.medical"],
-          "driving_data": ["benchmarks.driving_data"],
-          "remote_sensing": ["benchmarks.remote_sensing"],
-          "driving": ["benchmarks.driving"]}
+# Benchmark groups: name -> modules of this package that define CASES.
+GROUPS = {"ops": ["ops_voxelize", "ops_attention", "ops_boxes"],
+          "interaction": ["interaction"],
+          "medical": ["medical"],
+          "driving_data": ["driving_data"],
+          "remote_sensing": ["remote_sensing"],
+          "driving": ["driving"]}
 
 
 def load_cases(group: str) -> dict:
     cases = {}
     for module_name in GROUPS[group]:
-        for case in importlib.import_module(module_name).CASES:
+        for case in importlib.import_module(f"{__package__}.{module_name}").CASES:
             cases[case.name] = case
     return cases
 
@@ -103,7 +100,7 @@ def _child(group: str, name: str, impl: str, scale: str, repeats: int, threads: 
            timeout: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = out.name
-    cmd = [sys.executable, __file__, "_child", group, name, impl, scale, str(repeats),
+    cmd = [sys.executable, "-m", f"{__package__}.runner", "_child", group, name, impl, scale, str(repeats),
            str(threads), out_path]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -1,5 +1,5 @@
-"""MGCA benchmarks (`tools/benchmark.py medical`): training-step throughput and memory,
-and the linear probe's feature extraction.
+"""MGCA benchmarks (`tools/analysis_tools/benchmark.py medical`): training-step throughput and
+memory, and the linear probe's feature extraction.
 
 Full scale: batch 16, 224 px single-channel images, a 6-layer BERT (hidden 768, 12
 heads, randomly initialised from a ``BertConfig``: nothing is downloaded) with a

@@ -1,5 +1,5 @@
-"""SkySense benchmarks (`tools/benchmark.py remote_sensing`): training-step throughput and
-memory, and scene inference speed and memory at two scene sizes.
+"""SkySense benchmarks (`tools/analysis_tools/benchmark.py remote_sensing`): training-step
+throughput and memory, and scene inference speed and memory at two scene sizes.
 
 Training steps (full scale): the tiny SkySense configs of configs/remote_sensing/ (conv
 backbones, 32 channels, 2 temporal layers), batch 8 chips of 64 x 64 px, 12 dates of
@@ -38,7 +38,7 @@ import torch
 
 from .common import BenchCase, Prepared
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 PRETRAIN_CONFIG = ROOT / "configs/remote_sensing/skysense_pretrain_synthetic_tiny.py"
 SEGMENT_CONFIG = ROOT / "configs/remote_sensing/skysense_segment_synthetic_tiny.py"
 PIXEL_M = 10.0

@@ -1,5 +1,5 @@
-"""What a benchmark case is. Each `tools/benchmarks/<group>.py` module defines
-``CASES: list[BenchCase]``; `tools/benchmark.py <group>` times them.
+"""What a benchmark case is. Each `interlace.benchmarks.<group>` module defines
+``CASES: list[BenchCase]``; `tools/analysis_tools/benchmark.py <group>` times them.
 
 A case's ``setup(scale)`` builds its inputs once and returns a :class:`Prepared` with two
 zero-argument callables: ``ours`` (the Interlace implementation) and ``reference`` (the

@@ -32,8 +32,9 @@ def write_raster(path: Path, data: np.ndarray, transform: Affine, crs: str = UTM
 def write_s2_multiband(path: Path, transform: Affine, size: int, value: int = 1000,
                        scl: Optional[np.ndarray] = None) -> np.ndarray:
     """One S2 date as the default layout's 11-band file (10 bands + SCL, descriptions);
-    band k holds ``value + 100 k`` plus the pixel's column. Returns the (11, H, W) data."""
-    cols = np.arange(size, dtype=np.uint16)[None, None, :]
+    band k holds ``value + 100 k + 7 col`` (a half-pixel shift would change every value,
+    also after rounding to integers). Returns the (11, H, W) data."""
+    cols = 7 * np.arange(size, dtype=np.uint16)[None, None, :]
     bands = np.stack([np.full((size, size), value + 100 * k, np.uint16) for k in range(10)])
     bands = bands + cols
     scl = np.full((1, size, size), 4, np.uint16) if scl is None else scl[None].astype(np.uint16)

@@ -31,6 +31,9 @@ seconds; the frame conventions are those of :mod:`.nuscenes_names`):
   ``ObjectNameFilter``). NaN velocities become 0, as mmdet3d does.
 * ``prepare_data`` adds ``box_type_3d='LiDAR'`` and ``box_mode_3d=0`` (the value of
   mmdet3d's ``Box3DMode.LIDAR``; mmdet3d is optional here) before the pipeline.
+* ``prepare_data`` refuses a sample whose calibration is unusable (a pose, intrinsic or
+  extrinsic matrix holding NaN / inf, or singular) with an :class:`InfoFileError` naming
+  the info file, the sample, the sensor and the matrix.
 
 The transforms then produce ``points`` (N, 5) ``[x, y, z, intensity, time_lag]`` in the key
 LiDAR frame, ``img`` (list of V HxWx3, V the number of cameras; absent without cameras),
@@ -72,6 +75,36 @@ def _as_matrices(record: dict) -> dict:
         if key in out:
             out[key] = np.asarray(out[key], dtype=np.float64)
     return out
+
+
+def _matrix_problem(name: str, matrix: np.ndarray) -> Optional[str]:
+    """Why calibration `matrix` cannot be used (None if it can): a NaN / inf entry, or
+    singular (a pose or an intrinsic matrix that maps space onto a plane). Intrinsics are
+    judged on their 3 x 3 block, since a 3 x 3 stored padded is singular in 4 x 4."""
+    if not np.isfinite(matrix).all():
+        return f"{name} holds NaN or inf: {matrix.tolist()}"
+    square = matrix[:3, :3] if name == "cam2img" else matrix
+    if square.ndim != 2 or square.shape[0] != square.shape[1] \
+            or np.linalg.matrix_rank(square) < square.shape[0]:
+        return f"{name} is singular: {matrix.tolist()}"
+    return None
+
+
+def calibration_problem(info: dict) -> Optional[str]:
+    """The first unusable calibration matrix of a parsed sample (key frame poses, each
+    camera's intrinsics and extrinsics, each sweep's poses), as ``where: why``."""
+    places = [("sample", info), ("lidar_points", info.get("lidar_points", {}))]
+    places += [(f"camera {camera}", image) for camera, image in info.get("images", {}).items()]
+    places += [(f"sweep {i}", sweep) for i, sweep in enumerate(info.get("lidar_sweeps", []))]
+    places += [(f"sweep {i} lidar_points", sweep.get("lidar_points", {}))
+               for i, sweep in enumerate(info.get("lidar_sweeps", []))]
+    for where, record in places:
+        for key in _MATRIX_KEYS + ("lidar2img", "sensor2lidar"):
+            if key in record:
+                problem = _matrix_problem(key, np.asarray(record[key], dtype=np.float64))
+                if problem:
+                    return f"{where}: {problem}"
+    return None
 
 
 def empty_ann_info() -> dict[str, Any]:
@@ -176,7 +209,10 @@ class NuScenesDataset(BaseDataset):
             folder = "pts" if "samples" in PurePath(
                 raw_sweep["lidar_points"]["lidar_path"]).parts else "sweeps"
             sweep["lidar_points"] = self._parse_lidar_points(raw_sweep["lidar_points"], folder)
-            sweep["sensor2lidar"] = sweep_to_key_lidar(info, raw_sweep)
+            try:
+                sweep["sensor2lidar"] = sweep_to_key_lidar(info, raw_sweep)
+            except np.linalg.LinAlgError:  # a singular pose: prepare_data names it
+                sweep["sensor2lidar"] = np.full((4, 4), np.nan)
             sweep["time_lag"] = float(info["timestamp"] - raw_sweep["timestamp"])
             sweeps.append(sweep)
         info["lidar_sweeps"] = sweeps
@@ -256,6 +292,12 @@ class NuScenesDataset(BaseDataset):
         """The sample through the pipeline; None (mmengine then draws another sample) for
         a training sample without boxes when ``filter_empty_gt``."""
         info = self.get_data_info(idx)
+        # Checked per sample, not when the file is parsed: one bad sample must fail alone
+        # (batch inference records it and goes on), not the whole data set.
+        problem = calibration_problem(info)
+        if problem:
+            raise InfoFileError(f"{self.ann_file}: sample {info.get('token')}: calibration "
+                                f"{problem}")
         info["box_type_3d"] = BOX_TYPE_3D
         info["box_mode_3d"] = BOX_MODE_3D
         if (not self.test_mode and self.filter_empty_gt and "ann_info" in info

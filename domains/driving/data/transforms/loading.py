@@ -11,7 +11,9 @@ Bad input:
   :class:`ValueError` naming the file and its size (a key frame), or a skipped sweep that
   is logged (a previous sweep);
 - points with NaN / inf coordinates are dropped, counted in ``num_invalid_points`` and
-  logged once per file.
+  logged once per file; a key frame left with 0 points is a :class:`ValueError` naming
+  the file (a model cannot detect anything in it, and voxelisation of nothing fails
+  far from the cause).
 """
 from __future__ import annotations
 
@@ -125,6 +127,9 @@ class LoadPointsFromFile:
             raise KeyError(f"LoadPointsFromFile: results has no lidar_points.lidar_path "
                            f"(sample {results.get('token', results.get('sample_idx'))})") from error
         points, invalid = self._reader.read(os.fspath(path))
+        if points.shape[0] == 0:
+            raise ValueError(f"{path}: the point cloud has 0 points with finite coordinates "
+                             f"({invalid} NaN / inf dropped)")
         if self.load_dim > TIME_LAG_COLUMN:
             points[:, TIME_LAG_COLUMN] = 0.0
         results["points"] = np.ascontiguousarray(points[:, self.use_dim])

@@ -5,48 +5,22 @@ Nothing downloads: pass the path of a file you have (``.pth``/``.pt``, read with
 found automatically, and ``source_prefix='img_backbone.'`` takes the image backbone out of
 a DeepInteraction / mmdet3d detector checkpoint).
 
-ResNet (:class:`MonaiResNetBackbone`, target ``resnet.*``)
-    MONAI's 2D ``ResNet`` uses torchvision's names, so the mapping is the identity under
-    the ``resnet.`` prefix: ``conv1.weight`` -> ``resnet.conv1.weight``,
-    ``layer1.0.downsample.0.weight`` -> ``resnet.layer1.0.downsample.0.weight``. ``fc.*``
-    (the ImageNet classifier) is dropped. mmdet's pytorch-style ResNet has the same names.
-    Old torchvision files lack ``*.num_batches_tracked``; those are not reported missing.
-    Caffe-style ResNets (stride on the 1x1 conv, e.g. Detectron's) have the same names but
-    different weights meaning: do not load them here.
+The key maps themselves (torchvision / mmdet ResNet -> ``resnet.*``; official, timm and
+mmdet / mmpretrain Swin -> ``swin.*`` and ``output_norms.*``) are data in
+:mod:`interlace.core.engine.weight_conversion`, shared with the medical encoders and
+``tools/analysis_tools/convert_checkpoint.py``; ``docs/weights.md`` has the tables. This
+module keeps the backbones' entry points:
 
-Swin (:class:`MonaiSwinBackbone`, target ``swin.*`` = MONAI ``SwinTransformer`` and
-``output_norms.*``). ``i`` is the stage (0-3), ``j`` the block:
-
-===============================================  ==========================================
-official (Microsoft; timm < 0.9)                 ours
-===============================================  ==========================================
-patch_embed.proj.{weight,bias}                   swin.patch_embed.proj.*
-patch_embed.norm.{weight,bias}                   swin.patch_embed.norm.*
-layers.i.blocks.j.norm1.*                        swin.layers{i+1}.0.blocks.j.norm1.*
-layers.i.blocks.j.attn.qkv.*                     swin.layers{i+1}.0.blocks.j.attn.qkv.*
-layers.i.blocks.j.attn.proj.*                    swin.layers{i+1}.0.blocks.j.attn.proj.*
-layers.i.blocks.j.attn.relative_position_bias_table   ...attn.relative_position_bias_table
-layers.i.blocks.j.norm2.*                        swin.layers{i+1}.0.blocks.j.norm2.*
-layers.i.blocks.j.mlp.fc1.* / mlp.fc2.*          swin.layers{i+1}.0.blocks.j.mlp.linear1.* / linear2.*
-layers.i.downsample.{reduction,norm}.* (i < 3)   swin.layers{i+1}.0.downsample.*
-norm.* (classifier's final norm, on stage 3)     output_norms.3.*
-norm{k}.* (Swin detection checkpoints)           output_norms.{k}.*
-head.*                                           dropped
-layers.i.blocks.j.attn.relative_position_index   skipped (a buffer MONAI computes itself)
-layers.i.blocks.j.attn_mask                      skipped (a buffer, rebuilt per input size)
-===============================================  ==========================================
-
-Other layouts of the same weights are first brought to the official one:
-
-- timm >= 0.9 (detected by ``head.fc.*`` or by ``layers.3.downsample``): the patch
-  merging sits at the start of the *next* stage, ``layers.{i+1}.downsample`` ->
-  ``layers.i.downsample``; ``head.fc.*`` is dropped. Channel order is unchanged.
-- mmdet / mmseg (detected by ``stages.`` or ``patch_embed.projection``): ``stages`` ->
-  ``layers``, ``patch_embed.projection`` -> ``patch_embed.proj``, ``attn.w_msa.`` ->
-  ``attn.``, ``ffn.layers.0.0`` -> ``mlp.fc1``, ``ffn.layers.1`` -> ``mlp.fc2``; its patch
-  merging gathers the 2x2 neighbours with ``nn.Unfold`` (channel = c * 4 + 2 * dy + dx)
-  instead of concatenating them (channel = (2 * dx + dy) * C + c), so ``downsample.reduction``
-  columns and ``downsample.norm`` entries are permuted back.
+- :func:`convert_resnet_state_dict`: ``fc.*`` dropped, everything else under ``resnet.``
+  (MONAI's 2D ``ResNet`` uses torchvision's names; mmdet's pytorch-style ResNet too).
+  Caffe-style ResNets (stride on the 1x1 conv) share the names but not the meaning: do not
+  load them here.
+- :func:`convert_swin_state_dict`: official / timm / mmdet Swin, detected by
+  :func:`detect_swin_format` (``stages.`` or ``patch_embed.projection`` -> mmdet;
+  ``head.fc``, ``layers_i`` or merges opening stages 1-3 -> timm >= 0.9; else official).
+  mmdet's patch merging gathers the 2x2 neighbours with ``nn.Unfold``, so its
+  ``downsample.reduction`` columns and ``downsample.norm`` entries are permuted back
+  (:func:`swin_unfold_to_concat`).
 
 Where the mapped keys and the model disagree, :class:`LoadReport` lists the missing,
 unexpected and shape-mismatched keys (an ImageNet classification file has no
@@ -55,7 +29,6 @@ unexpected and shape-mismatched keys (an ImageNet classification file has no
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from typing import Callable, Mapping, Optional
 
@@ -65,31 +38,15 @@ from torch import Tensor, nn
 
 from interlace.core.engine.checkpoint import (CheckpointError, LoadReport, PathLike,
                                               extract_state_dict, load_checkpoint_file)
+from interlace.core.engine.weight_conversion import (DERIVED_BUFFERS, convert_state_dict,
+                                                     detect_layout, swin_unfold_to_concat)
 
 __all__ = ["SWIN_FORMATS", "convert_resnet_state_dict", "convert_swin_state_dict",
            "detect_swin_format", "load_converted_weights", "swin_unfold_to_concat"]
 
 SWIN_FORMATS = ("official", "timm", "mmdet")
 StateDict = Mapping[str, Tensor]
-
-# Rules from official Swin names to ours, applied in order with re.sub.
-_SWIN_TO_MONAI = [
-    (r"^layers\.(\d+)\.", lambda m: f"swin.layers{int(m.group(1)) + 1}.0."),
-    (r"\.mlp\.fc1\.", ".mlp.linear1."),
-    (r"\.mlp\.fc2\.", ".mlp.linear2."),
-    (r"^patch_embed\.", "swin.patch_embed."),
-    (r"^norm\.", "output_norms.3."),
-    (r"^norm(\d)\.", r"output_norms.\1."),
-]
-# Buffers a module computes or counts itself, never reported missing: BatchNorm's step
-# counter (absent from old torchvision files) and Swin's relative position index.
-_DERIVED_BUFFERS = ("num_batches_tracked", "relative_position_index")
-_SWIN_SKIPPED = re.compile(r"(relative_position_index|attn_mask)$")
-_MMDET_TO_OFFICIAL = [
-    (r"^stages\.", "layers."), (r"^patch_embed\.projection\.", "patch_embed.proj."),
-    (r"\.attn\.w_msa\.", ".attn."), (r"\.ffn\.layers\.0\.0\.", ".mlp.fc1."),
-    (r"\.ffn\.layers\.1\.", ".mlp.fc2."),
-]
+_DERIVED_BUFFERS = DERIVED_BUFFERS
 
 
 def convert_resnet_state_dict(state: StateDict) -> tuple["OrderedDict[str, Tensor]", list[str]]:
@@ -98,62 +55,20 @@ def convert_resnet_state_dict(state: StateDict) -> tuple["OrderedDict[str, Tenso
     Returns:
         (converted state dict, dropped source keys).
     """
-    converted: OrderedDict[str, Tensor] = OrderedDict()
-    dropped = []
-    for key, value in state.items():
-        if key.startswith("fc."):
-            dropped.append(key)
-        else:
-            converted["resnet." + key] = value
-    return converted, dropped
+    return convert_state_dict(state, "torchvision_resnet")
 
 
 def detect_swin_format(state: StateDict) -> str:
     """Which layout of Swin weights `state` is in: one of :data:`SWIN_FORMATS`."""
-    keys = list(state)
-    if any(k.startswith("stages.") or k.startswith("patch_embed.projection.") for k in keys):
-        return "mmdet"
-    if any(k.startswith("head.fc.") for k in keys):
-        return "timm"
-    downsampled = {int(m.group(1)) for k in keys if (m := re.match(r"layers\.(\d+)\.downsample\.", k))}
-    # Official: merges after stages 0..2; timm >= 0.9: before stages 1..3.
-    if downsampled and 0 not in downsampled:
-        return "timm"
-    return "official"
-
-
-def swin_unfold_to_concat(value: Tensor) -> Tensor:
-    """Reorder a patch-merging ``reduction`` weight (out, 4C) or ``norm`` vector (4C) from
-    mmdet's ``nn.Unfold`` channel order (c * 4 + 2 * dy + dx) to the official concatenation
-    order ((2 * dx + dy) * C + c)."""
-    position_of_offset = [0, 2, 1, 3]  # unfold slot (2*dy+dx) -> concat slot (2*dx+dy); self-inverse
-    if value.dim() == 2:
-        out_channels, in_channels = value.shape
-        grouped = value.reshape(out_channels, in_channels // 4, 4)[:, :, position_of_offset]
-        return grouped.transpose(1, 2).reshape(out_channels, in_channels)
-    grouped = value.reshape(value.shape[0] // 4, 4)[:, position_of_offset]
-    return grouped.transpose(0, 1).reshape(value.shape[0])
-
-
-def _to_official_swin(state: StateDict, source_format: str) -> "OrderedDict[str, Tensor]":
-    official: OrderedDict[str, Tensor] = OrderedDict()
-    for key, value in state.items():
-        if source_format == "timm":
-            key = re.sub(r"^layers\.(\d+)\.downsample\.",
-                         lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key)
-        elif source_format == "mmdet":
-            for pattern, replacement in _MMDET_TO_OFFICIAL:
-                key = re.sub(pattern, replacement, key)
-            if re.match(r"layers\.\d+\.downsample\.(reduction|norm)\.", key):
-                value = swin_unfold_to_concat(value)
-        official[key] = value
-    return official
+    layout = detect_layout(state)
+    if not layout.endswith("_swin"):
+        raise CheckpointError(f"the weights are {layout!r}, not Swin")
+    return layout[: -len("_swin")]
 
 
 def convert_swin_state_dict(state: StateDict, source_format: str = "auto"
                             ) -> tuple["OrderedDict[str, Tensor]", list[str]]:
-    """Official / timm / mmdet Swin names -> :class:`MonaiSwinBackbone` names (table in
-    the module docstring).
+    """Official / timm / mmdet Swin names -> :class:`MonaiSwinBackbone` names.
 
     Args:
         state: the backbone's tensors (any ``backbone.`` prefix already stripped).
@@ -165,20 +80,9 @@ def convert_swin_state_dict(state: StateDict, source_format: str = "auto"
     if source_format == "auto":
         source_format = detect_swin_format(state)
     if source_format not in SWIN_FORMATS:
-        raise ValueError(f"unknown Swin weight format {source_format!r}; use 'auto' or one of {SWIN_FORMATS}")
-    converted: OrderedDict[str, Tensor] = OrderedDict()
-    dropped = []
-    for key, value in _to_official_swin(state, source_format).items():
-        if key.startswith("head.") or _SWIN_SKIPPED.search(key):
-            dropped.append(key)
-            continue
-        new_key = key
-        for pattern, replacement in _SWIN_TO_MONAI:
-            new_key = re.sub(pattern, replacement, new_key)
-        if new_key in converted:
-            raise CheckpointError(f"two Swin weights map to {new_key!r} (last: {key!r})")
-        converted[new_key] = value
-    return converted, dropped
+        raise ValueError(f"unknown Swin weight format {source_format!r}; use 'auto' or one of "
+                         f"{SWIN_FORMATS}")
+    return convert_state_dict(state, f"{source_format}_swin")
 
 
 def load_converted_weights(module: nn.Module, path: PathLike,

@@ -18,7 +18,7 @@ overrides::
   ``LC08_L2SP_196029_20210315_20210324_02_T1_SR_B2.TIF``; the six bands that match
   Sentinel-2's are returned under their S2 names. Landsat stores reflectance as
   DN * 2.75e-5 - 0.2, not DN / 10000: give the dataset band statistics
-  (``tools/compute_band_stats.py``) so the values are normalised.
+  (docs/data/remote_sensing.md shows how for a named layout) so the values are normalised.
 """
 from __future__ import annotations
 

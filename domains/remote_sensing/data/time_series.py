@@ -4,7 +4,7 @@ Values returned (document of the dataset's ``s2`` / ``s1`` outputs):
 
 - S2: surface reflectance (stored uint16 / 10000), or ``(stored - mean) / std`` per band
   when band statistics are given (statistics are of the stored values, see
-  ``tools/compute_band_stats.py``).
+  ``tools/dataset_converters/compute_band_stats.py``).
 - S1: backscatter in dB (``s1_units='db'``) or linear power (``'linear'``), converted
   from what the files hold (``s1_file_units``): dB -> linear as ``10 ** (dB / 10)``,
   linear -> dB as ``10 * log10(power)``; or ``(stored - mean) / std`` with statistics.

@@ -88,7 +88,7 @@ class ModalitySpec:
     band_order: Optional[tuple[str, ...]] = None
     dated: bool = True
     band_regex: Optional[str] = None
-    band_map: Optional[dict[str, str]] = None
+    band_map: Optional[dict[str, str]] = field(default=None, hash=False)
     match_path: bool = False
     layout: Optional[str] = None
     search_zips: bool = False

@@ -208,7 +208,9 @@ class SentinelTimeSeriesDataset(BaseDataset):
             "label", "s2", "s1")
         for name in order:
             if entry.get(name):
-                first = entry[name][0].files[0]
+                # One band per file can mix resolutions (SAFE: 10 m and 20 m): the finest
+                # sets the grid, so no band is read below its native resolution.
+                first = min(entry[name][0].files, key=lambda f: abs(f.transform.a))
                 grid = grid_of(first.crs, first.transform, first.width, first.height)
                 return reproject_grid(grid, self.crs, self.res)
         return None

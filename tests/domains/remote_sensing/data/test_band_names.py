@@ -91,3 +91,21 @@ def test_scene_folders_of_cogs_named_by_band_code_or_name(tmp_path, naming):
         for c in range(10):
             np.testing.assert_array_equal(sample["s2"][t, c].numpy(),
                                           _band_data(c + t).astype(np.float32) * np.float32(1 / 10000))
+
+
+def test_finest_band_file_sets_the_grid(tmp_path):
+    # 'a' (20 m) sorts before 'b' (10 m); the grid is still the 10 m one.
+    write_raster(tmp_path / "s2" / "S2_T1_20210315_a.tif", np.full((4, 4), 500, np.uint16),
+                 Affine(20, 0, 600000, 0, -20, 5000000), nodata=0)
+    write_raster(tmp_path / "s2" / "S2_T1_20210315_b.tif", _band_data(0)[:8, :8],
+                 Affine(10, 0, 600000, 0, -10, 5000000), nodata=0)
+    dataset = SentinelTimeSeriesDataset(str(tmp_path), chip_size=8, band_stats=None, modalities=dict(
+        s2=dict(band_regex=r"_(?P<band>[ab])\.tif$", band_map={"a": "B05", "b": "B02"},
+                filename_regex=r"^S2_(?P<tile>T1)_(?P<date>\d{8})_[ab]\.tif$",
+                bands=("B02", "B05"), mask_band=None),
+        s1=None, hr=None, label=None))
+    assert dataset.grids["T1"].res == (10.0, 10.0) and dataset.grids["T1"].width == 8
+    sample = dataset[0]
+    np.testing.assert_array_equal(sample["s2"][0, 0].numpy(),
+                                  _band_data(0)[:8, :8].astype(np.float32) * np.float32(1 / 10000))
+    np.testing.assert_allclose(sample["s2"][0, 1].numpy(), 0.05, rtol=1e-6)

@@ -1,10 +1,13 @@
-"""Medical data: MIMIC-CXR-JPG / CheXpert readers, report cleaning, CXR transforms.
+"""Medical data: MIMIC-CXR(-JPG) / CheXpert readers, DICOM display, report cleaning, CXR
+transforms.
 
-Importing this package registers ``MimicCxrDataset`` in ``DATASETS`` and the CXR
-transforms in ``TRANSFORMS`` (scope ``interlace``).
+Importing this package registers ``MimicCxrDataset`` and ``ChexpertDataset`` in
+``DATASETS`` and the CXR transforms in ``TRANSFORMS`` (scope ``interlace``).
 """
 from .chexpert import (CHEXPERT_LABELS, ChexpertRecord, LabelFileError,
                        apply_uncertainty_policy, read_chexpert_csv)
+from .chexpert_dataset import ChexpertDataset
+from .dicom import read_dicom_image
 from .mimic import FRONTAL_VIEWS, MimicCxrDataset, MimicCxrIndex, MimicIndex, MimicRecord
 from .reports import clean_report, report_text, section_report
 from .synthetic import make_synthetic_mimic
@@ -14,8 +17,9 @@ from .transforms import (CxrCropd, CxrNormalized, ImageLoadError, LoadCxrImaged,
 
 __all__ = [
     "CHEXPERT_LABELS", "ChexpertRecord", "LabelFileError", "apply_uncertainty_policy",
-    "read_chexpert_csv", "FRONTAL_VIEWS", "MimicCxrDataset", "MimicCxrIndex", "MimicIndex",
-    "MimicRecord", "clean_report", "report_text", "section_report", "make_synthetic_mimic",
+    "read_chexpert_csv", "ChexpertDataset", "read_dicom_image", "FRONTAL_VIEWS",
+    "MimicCxrDataset", "MimicCxrIndex", "MimicIndex", "MimicRecord", "clean_report",
+    "report_text", "section_report", "make_synthetic_mimic",
     "CxrCropd", "CxrNormalized", "ImageLoadError", "LoadCxrImaged", "ResizeLongestPadd",
     "build_cxr_transforms", "CxrSegmentationDataset", "MaskSizeError",
     "build_segmentation_transforms",

@@ -1,12 +1,20 @@
-"""MIMIC-CXR-JPG 2.0 as published by PhysioNet: an index of image-report pairs and its dataset.
+"""MIMIC-CXR-JPG 2.0 and MIMIC-CXR (DICOM) as published by PhysioNet: an index of
+image-report pairs and its dataset.
 
 Layout read (``root`` is the folder holding ``files/`` and the CSVs)::
 
-    files/p10/p10000032/s50414267/<dicom_id>.jpg      images
+    files/p10/p10000032/s50414267/<dicom_id>.jpg      images (JPG release)
+    files/p10/p10000032/s50414267/<dicom_id>.dcm      images (DICOM release)
     files/p10/p10000032/s50414267.txt                 report (``reports_root`` may differ)
     mimic-cxr-2.0.0-metadata.csv   dicom_id, subject_id, study_id, ViewPosition, ...
     mimic-cxr-2.0.0-split.csv      dicom_id, study_id, subject_id, split
     mimic-cxr-2.0.0-chexpert.csv   subject_id, study_id, 14 observations (also -negbio)
+
+The tables come with MIMIC-CXR-JPG; the DICOM release is read with the same tables (copy
+them next to its ``files/``). Each may be kept gzipped as downloaded (``*.csv.gz``).
+``image_format='auto'`` picks ``.jpg`` or ``.dcm`` from the first image found; DICOM
+files are shown as a radiologist sees them (:mod:`.dicom`), not histogram-equalised as
+the JPG release is.
 
 MGCA pre-trains on frontal views only with report text = impression + findings
 (docs/methods/mgca.md). Rows that cannot be used are dropped, never fatal: each drop is counted
@@ -15,6 +23,7 @@ by reason in :attr:`MimicIndex.dropped`, and the first few are logged with their
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 import math
 from collections import Counter, defaultdict
@@ -44,6 +53,7 @@ LABEL_CSVS = {"chexpert": "mimic-cxr-2.0.0-chexpert.csv",
               "negbio": "mimic-cxr-2.0.0-negbio.csv"}
 FRONTAL_VIEWS = ("PA", "AP")
 SPLITS = ("train", "validate", "test")
+IMAGE_FORMATS = ("auto", "jpg", "dcm")
 _LOGGED_PER_REASON = 5  # enough to find the files, not a flood over 377k rows
 
 
@@ -75,10 +85,24 @@ class MimicIndex:
         return f"{len(self.records)} records; dropped: {drops}"
 
 
+def table_path(path: Path) -> Path:
+    """`path`, or its gzipped download ``<path>.gz`` when only that exists."""
+    zipped = path.with_name(path.name + ".gz")
+    return zipped if not path.is_file() and zipped.is_file() else path
+
+
+def _open_table(path: Path):
+    path = table_path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="")
+    return path.open(newline="")
+
+
 def _read_table(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    path = table_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: MIMIC-CXR-JPG table not found")
-    with path.open(newline="") as handle:
+        raise FileNotFoundError(f"{path}: MIMIC-CXR-JPG table not found (nor {path}.gz)")
+    with _open_table(path) as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -96,6 +120,8 @@ class MimicCxrIndex:
         views: ViewPosition values kept (frontal by default).
         label_source: ``'chexpert'`` or ``'negbio'`` label table.
         check_images: drop images whose file is missing (one ``stat`` per image).
+        image_format: ``'jpg'`` (MIMIC-CXR-JPG), ``'dcm'`` (MIMIC-CXR's DICOM release)
+            or ``'auto'``: the format of the first metadata row whose image exists.
         cache_path: JSON file for the prepared index; reused while the CSVs keep their
             size and mtime and the options above are unchanged. Report files are not
             tracked: delete the cache after editing reports.
@@ -104,9 +130,13 @@ class MimicCxrIndex:
     def __init__(self, root: str | Path, reports_root: str | Path | None = None, *,
                  unit: Literal["image", "study"] = "image",
                  views: Sequence[str] = FRONTAL_VIEWS, label_source: str = "chexpert",
-                 check_images: bool = True, cache_path: str | Path | None = None) -> None:
+                 check_images: bool = True, cache_path: str | Path | None = None,
+                 image_format: str = "auto") -> None:
         if unit not in ("image", "study"):
             raise ValueError(f"unit must be 'image' or 'study', not {unit!r}")
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {list(IMAGE_FORMATS)}, not "
+                             f"{image_format!r}")
         if label_source not in LABEL_CSVS:
             raise ValueError(f"label_source must be one of {list(LABEL_CSVS)}")
         self.root = Path(root)
@@ -115,19 +145,22 @@ class MimicCxrIndex:
         self.check_images = check_images
         self.cache_path = Path(cache_path) if cache_path else None
         self.loaded_from_cache = False
+        self.image_format = image_format  # 'auto' becomes 'jpg' / 'dcm' in build()
 
     @property
     def sources(self) -> list[Path]:
-        return [self.root / METADATA_CSV, self.root / SPLIT_CSV,
-                self.root / LABEL_CSVS[self.label_source]]
+        return [table_path(self.root / name) for name in
+                (METADATA_CSV, SPLIT_CSV, LABEL_CSVS[self.label_source])]
 
     def _options(self) -> dict[str, Any]:
         return dict(root=str(self.root.resolve()), reports_root=str(self.reports_root.resolve()),
                     unit=self.unit, views=list(self.views), label_source=self.label_source,
-                    check_images=self.check_images)
+                    check_images=self.check_images, image_format=self.image_format)
 
     def build(self) -> MimicIndex:
         """The index, from the cache when it is fresh."""
+        if self.image_format == "auto":
+            self.image_format = self._detect_image_format()
         if self.cache_path is not None:
             payload = load_cache(self.cache_path, self.sources, self._options())
             if payload is not None:
@@ -149,12 +182,34 @@ class MimicCxrIndex:
                 / f"s{study_id}.txt")
 
     def image_path(self, subject_id: int, study_id: int, dicom_id: str) -> Path:
+        suffix = "jpg" if self.image_format == "auto" else self.image_format
         return (self.root / "files" / f"p{str(subject_id)[:2]}" / f"p{subject_id}"
-                / f"s{study_id}" / f"{dicom_id}.jpg")
+                / f"s{study_id}" / f"{dicom_id}.{suffix}")
+
+    def _detect_image_format(self, rows_tried: int = 50) -> str:
+        """``'jpg'`` or ``'dcm'``: the suffix of the first existing image among the first
+        `rows_tried` metadata rows (``'jpg'`` when none exists: they are then dropped as
+        missing, with their ``.jpg`` paths in the log)."""
+        path = table_path(self.root / METADATA_CSV)
+        if not path.is_file():
+            return "jpg"  # _scan raises the missing-table error
+        with _open_table(path) as handle:
+            for line, row in enumerate(csv.DictReader(handle)):
+                if line >= rows_tried:
+                    break
+                try:
+                    folder = self.image_path(int(row["subject_id"]), int(row["study_id"]),
+                                             row["dicom_id"]).parent
+                except (KeyError, TypeError, ValueError):
+                    continue
+                for suffix in ("jpg", "dcm"):
+                    if (folder / f"{row['dicom_id']}.{suffix}").is_file():
+                        return suffix
+        return "jpg"
 
     def _read_labels(self) -> dict[int, list[float]]:
-        path = self.root / LABEL_CSVS[self.label_source]
-        with path.open(newline="") as handle:
+        path = table_path(self.root / LABEL_CSVS[self.label_source])
+        with _open_table(path) as handle:
             reader = csv.DictReader(handle)
             check_columns(path, reader.fieldnames or [], ("subject_id", "study_id",
                           *CHEXPERT_LABELS), ("subject_id", "study_id", *CHEXPERT_LABELS),
@@ -241,7 +296,11 @@ class MimicCxrIndex:
 
 @DATASETS.register_module()
 class MimicCxrDataset(BaseDataset):
-    """MIMIC-CXR-JPG image-report pairs for MGCA-style pre-training and label probes.
+    """MIMIC-CXR(-JPG) image-report pairs for MGCA-style pre-training and label probes.
+
+    ``image_format`` (``'auto'``, ``'jpg'``, ``'dcm'``) chooses the JPG or the DICOM
+    release (see :class:`MimicCxrIndex`); a DICOM tree needs no other setting, since
+    ``LoadCxrImaged`` reads both onto the same 0..255 scale.
 
     Each sample (before the pipeline) is ``dict(img_path, report, sentences, labels,
     label_mask, study_id, subject_id, dicom_ids, view, split)``; ``labels`` is a
@@ -259,7 +318,7 @@ class MimicCxrDataset(BaseDataset):
                  reports_root: str | None = None, unit: Literal["image", "study"] = "image",
                  views: Sequence[str] = FRONTAL_VIEWS, label_source: str = "chexpert",
                  uncertainty: UncertaintyPolicy = "ones", check_images: bool = True,
-                 cache_path: str | None = None,
+                 cache_path: str | None = None, image_format: str = "auto",
                  pipeline: Sequence[dict | Callable] = (), **kwargs: Any) -> None:
         wanted = [split] if isinstance(split, str) else list(split or SPLITS)
         unknown = [s for s in wanted if s not in SPLITS]
@@ -268,7 +327,7 @@ class MimicCxrDataset(BaseDataset):
         self.splits, self.uncertainty = wanted, uncertainty
         self.index_builder = MimicCxrIndex(
             data_root, reports_root, unit=unit, views=views, label_source=label_source,
-            check_images=check_images, cache_path=cache_path)
+            check_images=check_images, cache_path=cache_path, image_format=image_format)
         self.index: MimicIndex | None = None
         self.skipped: Counter = Counter()
         super().__init__(data_root=data_root, pipeline=list(pipeline), **kwargs)

@@ -9,6 +9,9 @@ location words; the CheXpert / NegBio tables agree with both. ``synthetic_truth.
 records the drawn findings per study for tests and demos.
 
 Image orientation follows radiology: the patient's right lung is on the viewer's left.
+``image_format='dcm'`` writes the MIMIC-CXR DICOM release's layout instead
+(``<dicom_id>.dcm``, the same tables): MONOCHROME1 12-bit DX files, JPEG 2000 lossless
+(:mod:`.synthetic_dicom`).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from PIL import Image
 from interlace.core.engine.atomic_files import atomic_write
 
 from .chexpert import CHEXPERT_LABELS
+from .synthetic_dicom import DicomCompression, write_radiograph_dicom
 
 __all__ = ["StudyTruth", "make_synthetic_mimic", "METADATA_CSV", "SPLIT_CSV",
            "CHEXPERT_CSV", "NEGBIO_CSV", "TRUTH_JSON"]
@@ -286,8 +290,14 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 
 def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,
                          with_bad_cases: bool = False, lateral_fraction: float = 0.25,
-                         min_size: int = 256, max_size: int = 512) -> dict[str, Any]:
+                         min_size: int = 256, max_size: int = 512,
+                         image_format: str = "jpg",
+                         dicom_compression: DicomCompression = "jpeg2000") -> dict[str, Any]:
     """Write a synthetic MIMIC-CXR-JPG 2.0 tree under `out`; deterministic given `seed`.
+
+    ``image_format='dcm'`` writes the same studies as DICOM files (the MIMIC-CXR DICOM
+    layout) with ``dicom_compression``; the pictures, ids, reports and tables are those
+    of the JPG tree of the same seed.
 
     Every study has one frontal image (PA, or AP when intubated); about
     ``lateral_fraction`` of them also get a lateral (LATERAL / LL), i.e. ~20 % of all
@@ -295,6 +305,8 @@ def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,
     survive: empty report, lateral view only, truncated JPEG, missing report file,
     missing image file. Returns a summary with the counts and ``truth`` (per study).
     """
+    if image_format not in ("jpg", "dcm"):
+        raise ValueError(f"image_format must be 'jpg' or 'dcm', not {image_format!r}")
     out = Path(out)
     rng = np.random.default_rng(seed)
     metadata, split_rows, label_rows, truths = [], [], [], []
@@ -337,8 +349,12 @@ def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,
                     _save_png(out / MASK_DIR / name / f"{dicom_id}.png", mask)
             else:
                 pixels = _draw_lateral(rng, height, width)
-            path = study_dir / f"{dicom_id}.jpg"
-            if truth.bad_case != "missing_image":
+            path = study_dir / f"{dicom_id}.{image_format}"
+            if truth.bad_case != "missing_image" and image_format == "dcm":
+                write_radiograph_dicom(path, pixels, dicom_id=dicom_id, view=position,
+                                       subject_id=truth.subject_id, study_id=truth.study_id,
+                                       compression=dicom_compression)
+            elif truth.bad_case != "missing_image":
                 _save_jpeg(path, pixels)
             if truth.bad_case == "truncated_jpeg":
                 data = path.read_bytes()
@@ -370,7 +386,7 @@ def make_synthetic_mimic(out: str | Path, studies: int = 100, seed: int = 0, *,
     _write_csv(out / CHEXPERT_CSV, label_columns, label_rows)
     _write_csv(out / NEGBIO_CSV, label_columns, label_rows)
     summary = dict(
-        studies=len(truths), seed=seed,
+        studies=len(truths), seed=seed, image_format=image_format,
         frontal_images=sum(len(t.frontal) for t in truths),
         lateral_images=sum(len(t.lateral) for t in truths),
         bad_cases={t.bad_case: t.study_id for t in truths if t.bad_case},

@@ -10,6 +10,7 @@ it (``dict(type='LoadCxrImaged')``) and MONAI does the work: ``LoadImaged`` with
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -36,10 +37,17 @@ __all__ = ["ImageLoadError", "CxrCompose", "LoadCxrImaged", "ResizeLongestPadd",
 def _quiet_optional_readers() -> Iterator[None]:
     """LoadImage instantiates every reader MONAI knows; the optional GPU DICOM decoder
     (nvImageCodec) warns on each construction on machines without it. That says nothing
-    about the file being read, so it is silenced here only."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-        yield
+    about the file being read, so it is silenced here only (as a warning in some MONAI
+    versions, a log record in others)."""
+    plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+            yield
+    finally:
+        plugin_log.setLevel(level)
 
 
 @TRANSFORMS.register_module()

@@ -19,6 +19,10 @@ from mmengine.logging import print_log
 from .registry import SCOPE, UnknownTypeError, explain_unknown_type
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+# Seconds a collective (all-reduce, barrier) waits for the other ranks before failing, so
+# a dead rank ends the others with an error instead of a hang; `env_cfg.dist_cfg.timeout`
+# overrides it (mmengine's key, also used on the CUDA path).
+DEFAULT_DIST_TIMEOUT_S = 1800
 
 
 class ToolError(ValueError):
@@ -73,20 +77,24 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     if launcher == "none":
         return
     os.environ.setdefault("LOCAL_RANK", "0")
+    dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
+    dist_cfg.setdefault("timeout", DEFAULT_DIST_TIMEOUT_S)  # seconds, mmengine's init_dist
+    cfg.setdefault("env_cfg", {})["dist_cfg"] = dist_cfg
     if torch.cuda.is_available():
-        return  # mmengine's own path works with CUDA
+        return  # mmengine's own path works with CUDA (and passes the timeout on)
+    import datetime
+
     import torch.distributed as dist
 
-    dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
     dist_cfg["backend"] = "gloo"
-    cfg.setdefault("env_cfg", {})["dist_cfg"] = dist_cfg
     if not dist.is_initialized():
         if launcher == "pytorch":
-            dist.init_process_group(backend="gloo")
+            dist.init_process_group(backend="gloo",
+                                    timeout=datetime.timedelta(seconds=dist_cfg["timeout"]))
         else:
             from mmengine.dist import init_dist
             # slurm / mpi read their own variables; only the backend differs.
-            init_dist(launcher, backend="gloo")
+            init_dist(launcher, backend="gloo", timeout=dist_cfg["timeout"])
     wrapper = dict(cfg.get("model_wrapper_cfg") or {})
     wrapper.setdefault("type", "MMDistributedDataParallel")
     wrapper.setdefault("device_ids", None)
@@ -118,15 +126,43 @@ def enable_amp(cfg: Config) -> None:
 
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     """``--resume`` alone resumes from the work dir's latest checkpoint; ``--resume CKPT``
-    from that file (mmdet3d semantics)."""
+    from that file (mmdet3d semantics).
+
+    Both check the file first: with no path a truncated or corrupt latest checkpoint is
+    logged and passed over for the newest valid one (``resumable_checkpoint``); a named
+    file that does not load is refused with its reason (:class:`CheckpointError`)."""
+    from .checkpoint import CheckpointError
+    from .checkpoint_files import checkpoint_problem, resumable_checkpoint
+
     if resume == "auto":
         cfg.resume = True
-        cfg.load_from = None
+        # None (no checkpoint yet): mmengine finds none either and starts from scratch
+        cfg.load_from = resumable_checkpoint(cfg.work_dir)
     elif resume is not None:
         if not osp.isfile(resume):
             raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
+        problem = checkpoint_problem(resume)
+        if problem is not None:
+            raise CheckpointError(f"--resume {resume}: cannot resume from it: {problem}")
         cfg.resume = True
         cfg.load_from = resume
+
+
+def add_default_hooks(cfg: Config) -> None:
+    """What every training run gets unless its config chooses otherwise:
+    ``PreemptionHook`` (checkpoint and exit on SIGTERM / SIGUSR1), ``NonFiniteLossHook``
+    and, for a plain ``OptimWrapper``, ``NonFiniteGuardOptimWrapper`` (skip NaN / inf
+    steps). See ``core/engine/hooks/preemption.py`` and ``non_finite.py``."""
+    hooks = list(cfg.get("custom_hooks") or [])
+    present = {h.get("type") if isinstance(h, dict) else type(h).__name__ for h in hooks}
+    for name in ("PreemptionHook", "NonFiniteLossHook"):
+        if name not in present:
+            hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
+    optim_wrapper = cfg.get("optim_wrapper")
+    if isinstance(optim_wrapper, dict) and optim_wrapper.get("type", "OptimWrapper") in (
+            "OptimWrapper", "mmengine.OptimWrapper"):
+        optim_wrapper["type"] = "NonFiniteGuardOptimWrapper"
 
 
 def build_runner(cfg: Config):
@@ -135,10 +171,13 @@ def build_runner(cfg: Config):
     from mmengine.runner import Runner
 
     from .checkpoint import install_safe_checkpoint_loader
+    from .checkpoint_files import install_atomic_checkpoint_saver
 
     # Resume and `load_from` go through torch.load(weights_only=True) with the few
-    # globals mmengine checkpoints need (see checkpoint.py).
+    # globals mmengine checkpoints need (see checkpoint.py); saves are atomic.
     install_safe_checkpoint_loader()
+    install_atomic_checkpoint_saver()
+    add_default_hooks(cfg)
     if "runner_type" not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
@@ -148,10 +187,33 @@ def is_main_process() -> bool:
     return get_dist_info()[0] == 0
 
 
+# What gloo / NCCL / the c10d store put in the errors they raise when a peer is gone.
+_DIST_FAILURE_MARKERS = ("gloo/", "NCCL", "Connection reset by peer", "Connection closed by peer",
+                         "Timed out", "ProcessGroup", "c10d")
+
+
+def distributed_failure(error: BaseException) -> Optional[str]:
+    """One line for an error that means "lost the other ranks" (a rank died or hangs and
+    a collective failed or ran past ``env_cfg.dist_cfg.timeout``), else None."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    if not isinstance(error, getattr(dist, "DistError", ())) and not (
+            isinstance(error, RuntimeError) and any(m in str(error) for m in _DIST_FAILURE_MARKERS)):
+        return None
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"rank {dist.get_rank()} of {dist.get_world_size()}: lost contact with the other "
+            "ranks (one died, was killed or hangs, or the network failed; a collective waits "
+            f"at most env_cfg.dist_cfg.timeout seconds): {reason}. Check the other ranks' logs.")
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a tool's ``main`` and exit with its code. Known user errors (unknown config
-    type, missing file, bad checkpoint) print one line to stderr and exit 2; set
-    ``INTERLACE_DEBUG=1`` to get the traceback instead."""
+    type, missing file, bad checkpoint) print one line to stderr and exit 2; losing the
+    other ranks of a multi-process run prints one line and exits 1 at once (the process
+    group cannot be shut down cleanly without them). Set ``INTERLACE_DEBUG=1`` to get the
+    traceback instead."""
     from .checkpoint import CheckpointError
 
     try:
@@ -167,6 +229,15 @@ def run_cli(main: Callable[[], int | None]) -> None:
             print(f"error: {explained}", file=sys.stderr)
             sys.exit(2)
         raise
+    except RuntimeError as error:
+        lost = distributed_failure(error)
+        if lost is None or os.environ.get("INTERLACE_DEBUG"):
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     sys.exit(code or 0)
 
 

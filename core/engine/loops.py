@@ -144,13 +144,23 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         per_epoch = len(self.dataloader)
         done = self._iter - self._epoch * per_epoch
         loader = self.dataloader
-        if 0 < done < per_epoch:
-            print_log(f"resuming epoch {self._epoch + 1} after batch {done} of {per_epoch}: "
-                      f"skipping the {done} batches already trained on", logger="current")
-            loader = skip_first_batches(self.dataloader, done)
+        if done >= per_epoch > 0:
+            # Saved after the epoch's last batch but before the epoch ended (an iteration
+            # checkpoint on the boundary, or a preemption there): no batch is left, only
+            # the end of the epoch (its hooks, its validation). The uninterrupted run drew
+            # this epoch's iterator before the saved generator states, so none is drawn.
+            print_log(f"resuming epoch {self._epoch + 1} after its last batch: no batch "
+                      "left to train on", logger="current")
+            batches: Iterator = iter(())
         else:
-            done = 0
-        batches = iter(loader)  # creating the iterator draws from torch's generator
+            if 0 < done < per_epoch:
+                print_log(f"resuming epoch {self._epoch + 1} after batch {done} of "
+                          f"{per_epoch}: skipping the {done} batches already trained on",
+                          logger="current")
+                loader = skip_first_batches(self.dataloader, done)
+            else:
+                done = 0
+            batches = iter(loader)  # creating the iterator draws from torch's generator
         if self.pending_random_state is not None:
             restore_random_state(self.pending_random_state)
             self.pending_random_state = None

@@ -41,11 +41,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_infos(path: str) -> list[dict]:
     from interlace.core.engine.cli import ToolError
+    from interlace.core.engine.safe_pickle import UnsafePickleError, load_pickle
     if not os.path.isfile(path):
         raise FileNotFoundError(f"info file not found: {path}")
     try:
-        with open(path, "rb") as stream:
-            payload = pickle.load(stream)
+        payload = load_pickle(path)  # plain data and numpy arrays only
+    except UnsafePickleError:
+        raise  # names the file and the refused global; exit 2 via run_cli
     except (pickle.UnpicklingError, EOFError, ValueError) as error:
         raise ToolError(f"{path}: not a readable info pickle ({error})") from None
     if not isinstance(payload, dict) or "data_list" not in payload:

@@ -30,6 +30,7 @@ from mmengine.utils import track_iter_progress
 
 from interlace.core.engine.atomic_files import write_bytes_atomic
 from interlace.core.engine.registry import TRANSFORMS
+from interlace.core.engine.safe_pickle import load_pickle
 from interlace.core.ops.box_geometry import points_in_boxes
 from interlace.core.ops.rotated_iou import bev_iou_rotated
 
@@ -122,8 +123,7 @@ def create_groundtruth_database(info_path: PathLike, data_root: PathLike, out_di
         The dbinfos ``{class: [info, ...]}`` also written to ``out_dir/<dbinfo_name>``.
         A sample whose key LiDAR file is missing or malformed is logged and skipped.
     """
-    with open(info_path, "rb") as f:
-        infos = pickle.load(f)
+    infos = load_pickle(info_path)
     if not isinstance(infos, dict) or "data_list" not in infos:
         raise ValueError(f"{info_path}: not an mmdet3d v1.x info file (expected a dict with "
                          f"'metainfo' and 'data_list')")
@@ -214,8 +214,7 @@ class DataBaseSampler:
         self.data_root = Path(data_root)
         path = Path(info_path)
         path = path if path.is_absolute() or path.exists() else self.data_root / path
-        with open(path, "rb") as f:
-            dbinfos: dict[str, list[dict]] = pickle.load(f)
+        dbinfos: dict[str, list[dict]] = load_pickle(path)
         self.classes = list(classes)
         self.rate = rate
         self.zero_time_lag = zero_time_lag

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from interlace.core.engine.atomic_files import atomic_write
+from interlace.core.engine.safe_pickle import UnsafePickleError, load_pickle
 
 from .nuscenes_names import CLASSES
 
@@ -58,8 +59,9 @@ def _read_pickle(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: info file not found")
     try:
-        with path.open("rb") as stream:
-            return pickle.load(stream)
+        return load_pickle(path)  # refuses anything but plain data and numpy arrays
+    except UnsafePickleError:
+        raise  # names the file and the refused global already
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
         # AttributeError / ImportError: the pickle refers to classes of a package that is
         # not installed here (a file written by some other tool).

@@ -15,7 +15,6 @@ import contextlib
 import io
 import logging
 import os.path as osp
-import pickle
 import tempfile
 from typing import Any, Optional, Sequence
 
@@ -25,6 +24,7 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.structures import BaseDataElement
 
 from interlace.core.engine.registry import METRICS
+from interlace.core.engine.safe_pickle import load_pickle
 
 from ..data.nuscenes_names import CLASSES, SPLITS_OF_VERSION
 from .submission import MAX_BOXES_PER_SAMPLE, SubmissionError, build_submission, write_submission
@@ -189,8 +189,7 @@ class NuScenesMetric(BaseMetric):
         path = self._info_path()
         if not osp.isfile(path):
             raise FileNotFoundError(f"NuScenesMetric: info file not found: {path}")
-        with open(path, "rb") as stream:
-            payload = pickle.load(stream)
+        payload = load_pickle(path)  # plain data and numpy arrays only
         if not isinstance(payload, dict) or "data_list" not in payload:
             raise ValueError(f"{path}: not an mmdet3d v1.x info file (no 'data_list'); "
                              "convert v0.x infos with mmdet3d's update_infos_to_v2.py")

@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 
+from interlace.warning_filters import filterwarnings_lines
 from tests.faults_plugin import fault_report, record_outcome, summary_line  # noqa: F401  (fixture)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +15,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torchrun) set their own. INTERLACE_TEST_THREADS overrides.
 TEST_THREADS = int(os.environ.get("INTERLACE_TEST_THREADS", "1"))
 torch.set_num_threads(TEST_THREADS)
+
+
+def pytest_configure(config):
+    """Known third-party warnings are filtered by message (interlace.warning_filters, the
+    list the demo uses too); any other warning shows in the summary."""
+    for line in filterwarnings_lines():
+        config.addinivalue_line("filterwarnings", line)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +47,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     marker = config.getoption("markexpr") or "all"
     lines = [f"ran: {sum(counts.values())} tests (marker filter: {marker}); "
              f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
-             f"{counts['skipped']} skipped; {deselected} deselected (run them with `make test-slow`)"]
+             f"{counts['skipped']} skipped; {deselected} deselected (run them with "
+             "`make test-slow`, `make test-dist` or `make test-faults`)"]
     junit = config.getoption("xmlpath", None)
     if junit:
         lines.append(f"report: {junit}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -112,14 +113,23 @@ STEPS = [
 ]
 
 
+def _command_env() -> dict:
+    """The demo's own environment plus the known third-party warnings filtered by message
+    (interlace.warning_filters), so the output shows the steps, not dependency noise."""
+    from interlace.warning_filters import pythonwarnings
+
+    return dict(os.environ, PYTHONWARNINGS=pythonwarnings(os.environ.get("PYTHONWARNINGS")))
+
+
 def run(steps: list[Step]) -> list[dict]:
     results = []
+    env = _command_env()
     for i, step in enumerate(steps, 1):
         print(f"\n=== [{i}/{len(steps)}] {step.name}: {step.what}", flush=True)
         start = time.perf_counter()
         code = 0
         for command in step.commands:
-            code = subprocess.run(command, cwd=ROOT).returncode
+            code = subprocess.run(command, cwd=ROOT, env=env).returncode
             if code != 0:
                 break
         elapsed = time.perf_counter() - start

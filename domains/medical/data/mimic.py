@@ -39,7 +39,7 @@ from interlace.core.engine.registry import DATASETS
 from .chexpert import (CHEXPERT_LABELS, LabelFileError, UncertaintyPolicy,
                        apply_uncertainty_policy, check_columns, parse_label_value)
 from .index_cache import load_cache, save_cache
-from .reports import clean_report, report_text
+from .reports import ReportReadError, clean_report, read_report, report_text
 from .transforms import ImageLoadError
 
 __all__ = ["MimicRecord", "MimicIndex", "MimicCxrIndex", "MimicCxrDataset",
@@ -252,9 +252,12 @@ class MimicCxrIndex:
                 continue
             report_file = self.report_path(subject_id, study_id)
             try:
-                raw_report = report_file.read_text(encoding="utf-8", errors="replace")
+                raw_report = read_report(report_file)
             except FileNotFoundError:
                 drop("missing_report", str(report_file))
+                continue
+            except ReportReadError as error:
+                drop("unreadable_report", str(error))
                 continue
             sentences = clean_report(raw_report)
             if not sentences:

@@ -8,14 +8,24 @@ reports of < 3 tokens. When a report has neither section, MIMIC-CXR's own sectio
 parser falls back to the last paragraph; we do the same, but never take that paragraph
 from an administrative section (indication, comparison, ...), which says nothing about
 the image.
+
+Report files are read with :func:`read_report`: UTF-8 (MIMIC-CXR's own files are ASCII),
+UTF-16 / UTF-32 with a byte-order mark, UTF-16 without one (detected by its zero bytes),
+and otherwise Windows-1252 / Latin-1, which every byte sequence decodes as, so an
+exported "naïve" report keeps its words instead of gaining replacement characters. A
+file that is none of these (binary, such as an image saved under the report's name) is a
+:class:`ReportReadError` naming the file. Length is not limited here: the text encoder
+truncates each report to its ``max_length`` pieces.
 """
 from __future__ import annotations
 
+import codecs
+import os
 import re
 from typing import TypedDict
 
 __all__ = ["ReportSections", "section_report", "report_text", "clean_report",
-           "MIN_REPORT_TOKENS"]
+           "MIN_REPORT_TOKENS", "read_report", "ReportReadError"]
 
 # A header starts a line: upper-case words (with a few punctuation marks found in real
 # reports, e.g. "RECOMMENDATION(S):"), then a colon. Requiring >= 2 letters avoids
@@ -53,6 +63,56 @@ class ReportSections(TypedDict):
     findings: str
     impression: str
     last_paragraph: str
+
+
+class ReportReadError(ValueError):
+    """A report file that is not text in any encoding :func:`read_report` knows."""
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _undecodable(path: os.PathLike | str, why: str) -> ReportReadError:
+    return ReportReadError(f"{path}: not a text report ({why}); expected UTF-8, UTF-16 or "
+                           "Latin-1 text")
+
+
+def read_report(path: os.PathLike | str) -> str:
+    """The text of report file `path`, whatever its encoding (see the module docstring).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ReportReadError: binary content (NUL bytes that are not UTF-16, control bytes).
+    """
+    data = open(path, "rb").read()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise _undecodable(path, f"{encoding} byte-order mark, then {error.reason} "
+                                   f"at byte {error.start}") from None
+    if b"\x00" in data:
+        # UTF-16 without a BOM: ASCII text puts a zero in every other byte.
+        even, odd = data[0::2].count(0), data[1::2].count(0)
+        if len(data) % 2 == 0 and max(even, odd) > 0.3 * len(data) / 2 > 0 and min(even, odd) == 0:
+            try:
+                return data.decode("utf-16-be" if even > odd else "utf-16-le")
+            except UnicodeDecodeError:
+                pass
+        raise _undecodable(path, f"{data.count(0)} NUL bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+        if "\ufffd" in text:  # bytes cp1252 leaves undefined: Latin-1 takes every byte
+            text = data.decode("latin-1")
+    control = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f")
+    if control > max(2, len(text) // 100):
+        raise _undecodable(path, f"{control} control characters")
+    return text
 
 
 def _normalise_space(text: str) -> str:

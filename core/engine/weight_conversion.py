@@ -1,53 +1,12 @@
-"""Published weight files -> Interlace parameter names: the key maps, kept as data.
+"""Loading published weight files under Interlace's names, and converting them to Interlace
+checkpoints (``tools/analysis_tools/convert_checkpoint.py``).
 
-Interlace's image backbones are MONAI networks inside small wrappers (attribute ``resnet``,
-``swin`` or ``vit``); published files use torchvision, Microsoft, timm, mmdet / mmpretrain
-or Hugging Face names. Each layout below is one :class:`KeyMap`: regex rules applied in
-order to every source key, the source keys that have no target by design (``drop``: a
-classifier head, buffers a module rebuilds), value rules for tensors whose layout differs,
-and an optional whole-dict step (``prepare``) for changes that touch several keys. The maps
-are written relative to the wrapper (``resnet.*``), so a wrapper anywhere in a model is
-found by its key prefix (:func:`find_target_prefix`). ``docs/weights.md`` has the tables.
-
-===================  ==========================================  ===========================
-layout               source keys (published)                     Interlace keys
-===================  ==========================================  ===========================
-torchvision_resnet   conv1.weight, bn1.*, layer1.0.conv1.weight,   resnet.<same>; fc.* dropped
-                     layer1.0.downsample.0.weight, fc.*
-mmdet_resnet         (after ``backbone.``) the torchvision names   resnet.<same>; head.* dropped
-                     (mmdet, mmpretrain ``ResNet``)
-official_swin        patch_embed.proj.*, layers.i.blocks.j.*,      swin.patch_embed.*,
-                     layers.i.downsample.* (i < 3), norm.*,        swin.layers{i+1}.0.blocks.j.*,
-                     mlp.fc1 / mlp.fc2, head.*                     mlp.linear1 / linear2,
-                                                                   output_norms.3 (``norm``),
-                                                                   output_norms.k (``normk``)
-timm_swin            timm >= 0.9: the merge opens stage i+1        as official_swin
-                     (``layers.{i+1}.downsample``), ``head.fc``;
-                     ``layers_i`` in timm's features_only models
-mmdet_swin           (after ``backbone.``) stages.i.blocks.j.      as official_swin; merge
-                     attn.w_msa.*, ffn.layers.0.0 / ffn.layers.1,  weights reordered from
-                     patch_embed.projection, stages.i.downsample   nn.Unfold's channel order
-timm_vit             cls_token, pos_embed (1, 1+N, D),             vit.cls_token (+ pos_embed's
-                     patch_embed.proj.*, blocks.j.attn.qkv /       CLS row), vit.patch_embedding.
-                     attn.proj, mlp.fc1 / fc2, norm1 / norm2,      position_embeddings (patch
-                     norm.*, head.*                                rows), vit.patch_embedding.
-                                                                   patch_embeddings.*, blocks.j.
-                                                                   attn.out_proj, mlp.linear1/2
-hf_bert              embeddings.*, encoder.layer.k.* (``bert.``    model.<same>; cls.*, pooler.*
-                     in BertForMaskedLM / CXR-BERT files)          and position_ids dropped
-===================  ==========================================  ===========================
-
-Why the ViT map moves one row of ``pos_embed``: timm adds a position embedding to the CLS
-token too, MONAI's ViT adds one to the patches only, so the CLS row is folded into
-``cls_token`` (identical sums in the first block). Buffers a module computes itself
-(``num_batches_tracked`` of old torchvision files, Swin's ``relative_position_index``) are
-never reported missing. A first convolution given RGB weights for a one-channel input
-(chest X-rays) gets the sum over the three input channels (``input_convs``): the same
-response to a grey image repeated into RGB.
-
-What a load did is a :class:`WeightLoadReport`: loaded, missing (model keys without a
-value), unexpected (source keys whose mapped name the model lacks), shape-mismatched
-(skipped), dropped (by the map), channel-summed.
+The key maps are data in :mod:`.weight_key_maps` (tables there and in ``docs/weights.md``).
+:func:`load_published_weights` reads a file (``weights_only=True``), renames its keys by a
+map, and copies the tensors whose names and shapes match into a module, reporting what it
+did (:class:`WeightLoadReport`: loaded, missing, unexpected, shape-mismatched, dropped by
+the map, RGB input convolutions summed for a one-channel model).
+:func:`convert_checkpoint_file` writes the result as an Interlace checkpoint.
 """
 from __future__ import annotations
 
@@ -55,176 +14,25 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from .atomic_files import atomic_path
 from .checkpoint import (CheckpointError, LoadReport, PathLike, extract_state_dict,
                          load_checkpoint_file)
+from .weight_key_maps import (CHECKPOINT_MAPS, DERIVED_BUFFERS, KEY_MAPS, SOURCE_FAMILIES,
+                              CheckpointMap, KeyMap, detect_layout, swin_unfold_to_concat)
 
-__all__ = ["KeyMap", "KEY_MAPS", "WeightLoadReport", "convert_state_dict", "detect_layout",
-           "find_target_prefix", "load_published_weights", "read_state_dict",
-           "swin_unfold_to_concat", "strip_prefix", "SOURCE_FAMILIES"]
+__all__ = ["KeyMap", "CheckpointMap", "KEY_MAPS", "CHECKPOINT_MAPS", "SOURCE_FAMILIES",
+           "DERIVED_BUFFERS", "WeightLoadReport", "convert_state_dict",
+           "convert_checkpoint_state", "convert_checkpoint_file", "copy_converted",
+           "detect_layout", "find_target_prefix", "load_published_weights", "read_state_dict",
+           "source_formats", "strip_prefix", "swin_unfold_to_concat"]
 
 StateDict = Mapping[str, Tensor]
-Replacement = Union[str, Callable[[re.Match], str]]
-# Buffers a module computes or counts itself, never reported missing.
-DERIVED_BUFFERS = ("num_batches_tracked", "relative_position_index")
-
-
-@dataclass(frozen=True)
-class KeyMap:
-    """One published layout -> Interlace names (relative to the backbone wrapper).
-
-    Attributes:
-        name: the layout's name in :data:`KEY_MAPS`.
-        description: where files of this layout come from.
-        rules: ``(regex, replacement)`` applied with :func:`re.sub`, in order.
-        drop: regexes of source keys (before the rules) with no target by design.
-        value_rules: ``(regex on the source key, function)`` applied to matching tensors.
-        prepare: a whole-state-dict step run first (keys touching each other).
-        input_convs: target keys of first convolutions that may take RGB weights for a
-            one-channel input (summed over the input channels).
-    """
-
-    name: str
-    description: str
-    rules: tuple[tuple[str, Replacement], ...] = ()
-    drop: tuple[str, ...] = ()
-    value_rules: tuple[tuple[str, Callable[[Tensor], Tensor]], ...] = ()
-    prepare: Optional[Callable[[StateDict], "OrderedDict[str, Tensor]"]] = None
-    input_convs: tuple[str, ...] = ()
-
-
-# --- layout-specific steps ------------------------------------------------------------------
-
-def swin_unfold_to_concat(value: Tensor) -> Tensor:
-    """Reorder a patch-merging ``reduction`` weight (out, 4C) or ``norm`` vector (4C) from
-    mmdet's ``nn.Unfold`` channel order (c * 4 + 2 * dy + dx) to the official concatenation
-    order ((2 * dx + dy) * C + c)."""
-    position_of_offset = [0, 2, 1, 3]  # unfold slot (2*dy+dx) -> concat slot (2*dx+dy)
-    if value.dim() == 2:
-        out_channels, in_channels = value.shape
-        grouped = value.reshape(out_channels, in_channels // 4, 4)[:, :, position_of_offset]
-        return grouped.transpose(1, 2).reshape(out_channels, in_channels)
-    grouped = value.reshape(value.shape[0] // 4, 4)[:, position_of_offset]
-    return grouped.transpose(0, 1).reshape(value.shape[0])
-
-
-def _timm_swin_to_official(state: StateDict) -> "OrderedDict[str, Tensor]":
-    """timm >= 0.9: ``layers_i`` (features_only) -> ``layers.i``; the patch merging that
-    opens stage i+1 closes stage i, as in the official layout."""
-    out: OrderedDict[str, Tensor] = OrderedDict()
-    for key, value in state.items():
-        key = re.sub(r"^layers_(\d+)\.", r"layers.\1.", key)
-        key = re.sub(r"^layers\.(\d+)\.downsample\.",
-                     lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key)
-        out[key] = value
-    return out
-
-
-def _timm_vit_split_pos_embed(state: StateDict) -> "OrderedDict[str, Tensor]":
-    """Fold ``pos_embed``'s CLS row into ``cls_token`` and keep the patch rows."""
-    out = OrderedDict(state)
-    pos = state.get("pos_embed")
-    if pos is not None and "cls_token" in state:
-        out["cls_token"] = state["cls_token"] + pos[:, :1]
-        out["pos_embed"] = pos[:, 1:]
-    return out
-
-
-_SWIN_TO_MONAI: tuple[tuple[str, Replacement], ...] = (
-    (r"^layers\.(\d+)\.", lambda m: f"swin.layers{int(m.group(1)) + 1}.0."),
-    (r"\.mlp\.fc1\.", ".mlp.linear1."),
-    (r"\.mlp\.fc2\.", ".mlp.linear2."),
-    (r"^patch_embed\.", "swin.patch_embed."),
-    (r"^norm\.", "output_norms.3."),
-    (r"^norm(\d)\.", r"output_norms.\1."),
-)
-_SWIN_DROP = (r"^head\.", r"relative_position_index$", r"attn_mask$")
-_MMDET_SWIN_TO_OFFICIAL: tuple[tuple[str, Replacement], ...] = (
-    (r"^stages\.", "layers."), (r"^patch_embed\.projection\.", "patch_embed.proj."),
-    (r"\.attn\.w_msa\.", ".attn."), (r"\.ffn\.layers\.0\.0\.", ".mlp.fc1."),
-    (r"\.ffn\.layers\.1\.", ".mlp.fc2."),
-)
-_RESNET = (r"^", "resnet.")
-
-KEY_MAPS: dict[str, KeyMap] = {m.name: m for m in (
-    KeyMap("torchvision_resnet", "torchvision's resnet18/34/50/101 ImageNet files "
-           "(e.g. resnet50-0676ba61.pth); MONAI's ResNet uses the same names",
-           rules=(_RESNET,), drop=(r"^fc\.",), input_convs=("resnet.conv1.weight",)),
-    KeyMap("mmdet_resnet", "mmdet / mmpretrain ResNet (pytorch style) after the "
-           "'backbone.' prefix: torchvision's names",
-           rules=(_RESNET,), drop=(r"^fc\.", r"^head\."), input_convs=("resnet.conv1.weight",)),
-    KeyMap("official_swin", "Microsoft's Swin files ('model' wrapper, e.g. "
-           "swin_tiny_patch4_window7_224.pth) and timm < 0.9",
-           rules=_SWIN_TO_MONAI, drop=_SWIN_DROP),
-    KeyMap("timm_swin", "timm >= 0.9 Swin (swin_tiny_patch4_window7_224.ms_in1k), "
-           "also features_only models (layers_i)",
-           rules=_SWIN_TO_MONAI, drop=_SWIN_DROP + (r"^head\.fc\.",),
-           prepare=_timm_swin_to_official),
-    KeyMap("mmdet_swin", "mmdet / mmseg / mmpretrain SwinTransformer after the 'backbone.' "
-           "prefix", rules=_MMDET_SWIN_TO_OFFICIAL + _SWIN_TO_MONAI, drop=_SWIN_DROP,
-           value_rules=((r"^stages\.\d+\.downsample\.(reduction|norm)\.",
-                         swin_unfold_to_concat),)),
-    KeyMap("timm_vit", "timm / DeiT / BLIP ViT (vit_base_patch16_224; MGCA's ViT-B/16)",
-           rules=((r"^cls_token$", "vit.cls_token"),
-                  (r"^pos_embed$", "vit.patch_embedding.position_embeddings"),
-                  (r"^patch_embed\.proj\.", "vit.patch_embedding.patch_embeddings."),
-                  (r"\.attn\.proj\.", ".attn.out_proj."),
-                  (r"\.mlp\.fc1\.", ".mlp.linear1."), (r"\.mlp\.fc2\.", ".mlp.linear2."),
-                  (r"^blocks\.", "vit.blocks."), (r"^norm\.", "vit.norm.")),
-           drop=(r"^head\.", r"^head_dist\.", r"^dist_token$"),
-           prepare=_timm_vit_split_pos_embed,
-           input_convs=("vit.patch_embedding.patch_embeddings.weight",)),
-    KeyMap("hf_bert", "Hugging Face BertModel / BertForMaskedLM weights (Bio_ClinicalBERT, "
-           "CXR-BERT) into ReportTextEncoder (attribute 'model')",
-           rules=((r"^bert\.", ""), (r"^", "model.")),
-           drop=(r"^cls\.", r"^(bert\.)?pooler\.", r"position_ids$")),
-)}
-
-# --from of the convert tool -> the layouts of that family, told apart by detect_layout.
-SOURCE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "torchvision": ("torchvision_resnet",),
-    "timm": ("timm_swin", "official_swin", "timm_vit"),
-    "mmdet": ("mmdet_resnet", "mmdet_swin"),
-}
-
-
-def detect_layout(state: StateDict, family: Optional[str] = None) -> str:
-    """The :data:`KEY_MAPS` layout of a state dict (any wrapper prefix already stripped).
-
-    Args:
-        state: the backbone's tensors.
-        family: a key of :data:`SOURCE_FAMILIES` to choose within; None = any.
-
-    Raises:
-        CheckpointError: no layout fits; the message shows the first keys.
-    """
-    keys = list(state)
-    has = lambda pattern: any(re.search(pattern, k) for k in keys)  # noqa: E731
-    if has(r"^stages\.\d+\.blocks\.") or has(r"^patch_embed\.projection\."):
-        layout = "mmdet_swin"
-    elif has(r"^layers[._]\d+\.blocks\."):
-        merged = {int(m.group(1)) for k in keys
-                  if (m := re.match(r"layers[._](\d+)\.downsample\.", k))}
-        timm = has(r"^head\.fc\.") or has(r"^layers_\d") or (merged and 0 not in merged)
-        layout = "timm_swin" if timm else "official_swin"
-    elif has(r"^blocks\.\d+\.attn\.qkv\.") and has(r"^cls_token$"):
-        layout = "timm_vit"
-    elif has(r"^layer1\.0\.conv1\.weight$"):
-        layout = "mmdet_resnet" if family == "mmdet" else "torchvision_resnet"
-    elif has(r"^(bert\.)?encoder\.layer\.\d+\."):
-        layout = "hf_bert"
-    else:
-        raise CheckpointError(f"no known weight layout fits the keys (first: "
-                              f"{', '.join(keys[:5])}); known: {sorted(KEY_MAPS)}")
-    if family is not None and layout not in SOURCE_FAMILIES.get(family, ()):
-        raise CheckpointError(f"the keys look like {layout!r}, not a {family} file "
-                              f"({', '.join(keys[:3])}, ...)")
-    return layout
 
 
 # --- conversion and loading -----------------------------------------------------------------
@@ -273,6 +81,47 @@ def convert_state_dict(state: StateDict, key_map: KeyMap | str
                                   f"both map to '{new_key}'")
         converted[new_key], origin[new_key] = value, key
     return converted, dropped
+
+
+def convert_checkpoint_state(state: StateDict, checkpoint_map: CheckpointMap,
+                             parts: Optional[Sequence[str]] = None
+                             ) -> tuple["OrderedDict[str, Tensor]", list[str], list[str]]:
+    """Rename a whole checkpoint part by part (:class:`CheckpointMap`).
+
+    Args:
+        state: the checkpoint's tensors.
+        checkpoint_map: the parts.
+        parts: source prefixes to keep (e.g. only the image encoder); None = every part,
+            and the keys under no part pass through unchanged.
+
+    Returns:
+        (converted state dict, dropped source keys, target keys of input convolutions).
+    """
+    converted: OrderedDict[str, Tensor] = OrderedDict()
+    dropped: list[str] = []
+    input_convs: list[str] = []
+    claimed: set[str] = set()
+    for source_prefix, target_prefix, layout in checkpoint_map.parts:
+        if parts is not None and source_prefix not in parts:
+            continue
+        sub = OrderedDict((k[len(source_prefix):], v) for k, v in state.items()
+                          if k.startswith(source_prefix))
+        if not sub:
+            continue
+        claimed.update(source_prefix + k for k in sub)
+        key_map = KEY_MAPS[detect_layout(sub)] if layout == "auto" else (
+            KEY_MAPS[layout] if isinstance(layout, str) else layout)
+        part, part_dropped = convert_state_dict(sub, key_map)
+        converted.update((target_prefix + k, v) for k, v in part.items())
+        dropped.extend(source_prefix + k for k in part_dropped)
+        input_convs.extend(target_prefix + k for k in key_map.input_convs)
+    if parts is None:
+        converted.update((k, v) for k, v in state.items() if k not in claimed)
+    if not converted:
+        raise CheckpointError(f"{checkpoint_map.name}: no key under "
+                              f"{[p for p, _, _ in checkpoint_map.parts]} (first keys: "
+                              f"{', '.join(list(state)[:5])})")
+    return converted, dropped, input_convs
 
 
 @dataclass
@@ -328,9 +177,11 @@ def _sum_input_channels(value: Tensor, target: Tensor) -> Optional[Tensor]:
 
 
 def load_published_weights(module: nn.Module, source: PathLike | StateDict,
-                           layout: KeyMap | str = "auto", *, source_prefix: Optional[str] = None,
+                           layout: KeyMap | CheckpointMap | str = "auto", *,
+                           source_prefix: Optional[str] = None,
                            target_prefix: Optional[str] = None, family: Optional[str] = None,
-                           strict: bool = False, log: bool = True) -> WeightLoadReport:
+                           parts: Optional[Sequence[str]] = None, strict: bool = False,
+                           log: bool = True) -> WeightLoadReport:
     """Copy a published file's tensors into `module` under Interlace's names.
 
     Args:
@@ -338,10 +189,12 @@ def load_published_weights(module: nn.Module, source: PathLike | StateDict,
             is found by :func:`find_target_prefix` unless `target_prefix` is given).
         source: a weights file (``.pth`` / ``.pt`` / ``.ckpt``, read with
             ``weights_only=True``) or a state dict.
-        layout: a :data:`KEY_MAPS` name or :class:`KeyMap`; ``'auto'`` detects it.
+        layout: a :data:`KEY_MAPS` name, a :class:`KeyMap` or :class:`CheckpointMap`;
+            ``'auto'`` detects the key map.
         source_prefix: keep only keys under it, stripped (``'backbone.'``, ``'img_backbone.'``).
         target_prefix: where the wrapper sits in `module` (``''`` = `module` itself).
         family: with ``layout='auto'``, the source family (:data:`SOURCE_FAMILIES`).
+        parts: with a :class:`CheckpointMap`, the source prefixes to load (None = all).
         strict: raise :class:`CheckpointError` before copying anything unless every key
             of the receiver (below `target_prefix`) got a value of the right shape and
             every converted key was used.
@@ -353,15 +206,30 @@ def load_published_weights(module: nn.Module, source: PathLike | StateDict,
     """
     what = "state dict" if isinstance(source, Mapping) else os.fspath(source)
     state = read_state_dict(source, source_prefix)
-    key_map = KEY_MAPS[detect_layout(state, family)] if layout == "auto" else (
-        KEY_MAPS[layout] if isinstance(layout, str) else layout)
-    converted, dropped = convert_state_dict(state, key_map)
+    if isinstance(layout, CheckpointMap):
+        converted, dropped, input_convs = convert_checkpoint_state(state, layout, parts)
+        name = layout.name
+    else:
+        key_map = KEY_MAPS[detect_layout(state, family)] if layout == "auto" else (
+            KEY_MAPS[layout] if isinstance(layout, str) else layout)
+        converted, dropped = convert_state_dict(state, key_map)
+        input_convs, name = list(key_map.input_convs), key_map.name
+    return copy_converted(module, converted, dropped=dropped, input_convs=input_convs,
+                          target_prefix=target_prefix, strict=strict,
+                          what=f"{what} ({name})", log=log)
+
+
+def copy_converted(module: nn.Module, converted: StateDict, *, dropped: Sequence[str] = (),
+                   input_convs: Sequence[str] = (), target_prefix: Optional[str] = None,
+                   strict: bool = False, what: str = "weights", log: bool = True
+                   ) -> WeightLoadReport:
+    """Copy already converted tensors into `module` (see :func:`load_published_weights`)."""
     target = module.state_dict()
     if target_prefix is None:
         target_prefix = find_target_prefix(list(target), list(converted))
-    report = WeightLoadReport(dropped=dropped)
+    report = WeightLoadReport(dropped=list(dropped))
     to_load: OrderedDict[str, Tensor] = OrderedDict()
-    input_convs = {target_prefix + k for k in key_map.input_convs}
+    input_convs = {target_prefix + k for k in input_convs}
     for key, value in converted.items():
         name = target_prefix + key
         if name not in target:
@@ -381,21 +249,73 @@ def load_published_weights(module: nn.Module, source: PathLike | StateDict,
     report.missing = [k for k in target if k.startswith(target_prefix) and k not in to_load
                       and k not in mismatched and not k.endswith(DERIVED_BUFFERS)]
     if strict and not report.complete:
-        raise CheckpointError(f"Weights in {what} ({key_map.name}) do not match "
-                              f"{type(module).__name__} (strict): {report.summary()}")
+        raise CheckpointError(f"Weights in {what} do not match {type(module).__name__} "
+                              f"(strict): {report.summary()}")
     with torch.no_grad():
         module.load_state_dict(to_load, strict=False)
     if log:
-        notes = f"; dropped {len(dropped)} (classifier head, derived buffers)" if dropped else ""
+        notes = f"; dropped {len(report.dropped)} (classifier head, derived buffers)" \
+            if report.dropped else ""
         if report.channel_summed:
             notes += f"; RGB summed to one channel: {', '.join(report.channel_summed)}"
-        print_log(f"Loaded {what} ({key_map.name}) into {type(module).__name__}"
+        print_log(f"Loaded {what} into {type(module).__name__}"
                   f"{' under ' + target_prefix if target_prefix else ''}: "
                   f"{report.summary()}{notes}", logger="current")
     return report
 
 
-def describe_key_maps() -> dict[str, Any]:
-    """Every layout's description and rules, for documentation and ``--help``."""
-    return {name: dict(description=m.description, rules=[p for p, _ in m.rules],
-                       drop=list(m.drop)) for name, m in KEY_MAPS.items()}
+def source_formats() -> list[str]:
+    """The ``--from`` names: backbone families and registered whole-model checkpoints."""
+    return sorted([*SOURCE_FAMILIES, *CHECKPOINT_MAPS])
+
+
+def convert_checkpoint_file(source: PathLike, destination: PathLike, source_format: str, *,
+                            model: Optional[nn.Module] = None,
+                            source_prefix: Optional[str] = None,
+                            target_prefix: Optional[str] = None) -> dict[str, Any]:
+    """Write a published file as an Interlace checkpoint ``{'state_dict', 'meta'}``.
+
+    Args:
+        source: the published file (``weights_only=True``).
+        destination: the checkpoint to write (atomically).
+        source_format: a :data:`SOURCE_FAMILIES` name (``torchvision``, ``timm``,
+            ``mmdet``; the layout is detected) or a :data:`CHECKPOINT_MAPS` name (``mgca``,
+            registered by ``interlace.domains.medical.models.published_weights``).
+        model: the receiver (built from a config). Given, the file is loaded into it and
+            its whole state dict is written (``load_from`` / ``tools/test.py`` ready) with
+            loaded / missing / unexpected counts; None writes the renamed tensors alone
+            (names relative to the backbone wrapper: ``resnet.*``, ``swin.*``, ``vit.*``).
+        source_prefix: keep only the source keys under it (``backbone.``, ``img_backbone.``).
+        target_prefix: where the backbone sits in `model` (default: found by its keys).
+
+    Returns:
+        ``dict(layout, counts, destination)``; ``counts`` holds ``loaded``, ``missing``,
+        ``unexpected``, ``shape_mismatched``, ``dropped`` (with a model) or ``converted``,
+        ``dropped`` (without).
+    """
+    state = read_state_dict(source, source_prefix)
+    if source_format in CHECKPOINT_MAPS:
+        layout: KeyMap | CheckpointMap = CHECKPOINT_MAPS[source_format]
+        converted, dropped, input_convs = convert_checkpoint_state(state, layout)
+        if target_prefix is None:
+            target_prefix = ""
+    elif source_format in SOURCE_FAMILIES:
+        layout = KEY_MAPS[detect_layout(state, source_format)]
+        converted, dropped = convert_state_dict(state, layout)
+        input_convs = list(layout.input_convs)
+    else:
+        raise ValueError(f"unknown source format {source_format!r}; use one of "
+                         f"{source_formats()}")
+    if model is not None:
+        report = copy_converted(model, converted, dropped=dropped, input_convs=input_convs,
+                                target_prefix=target_prefix,
+                                what=f"{os.fspath(source)} ({layout.name})")
+        out_state, counts = model.state_dict(), report.counts()
+    else:
+        out_state, counts = converted, dict(converted=len(converted), dropped=len(dropped))
+    meta = dict(converted_from=os.fspath(source), source_format=source_format,
+                layout=layout.name, counts=counts)
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    with atomic_path(destination) as temporary:
+        torch.save({"state_dict": OrderedDict(out_state), "meta": meta}, temporary)
+    return dict(layout=layout.name, counts=counts, destination=os.fspath(destination))

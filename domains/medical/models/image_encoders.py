@@ -79,23 +79,21 @@ class ResNetImageEncoder(nn.Module):
             self.load_pretrained(pretrained_path)
 
     def load_pretrained(self, path: str) -> None:
-        """Load torchvision-named weights from `path` (see the class docstring)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        conv1 = state.get("conv1.weight")
-        expected = self.resnet.conv1.weight.shape[1]
-        if conv1 is not None and conv1.shape[1] != expected:
-            if expected != 1:
-                raise ValueError(f"{path}: conv1 has {conv1.shape[1]} input channels, the "
-                                 f"encoder {expected}")
-            state["conv1.weight"] = conv1.sum(dim=1, keepdim=True)
-        missing, unexpected = self.resnet.load_state_dict(state, strict=False)
-        if missing:
-            raise KeyError(f"{path}: missing ResNet weights {missing[:5]}...")
-        if unexpected:
-            logger.warning("%s: ignored %d unexpected keys, e.g. %s", path, len(unexpected),
-                           unexpected[:3])
+        """Load torchvision-named weights from `path` (see the class docstring; the key map
+        is ``torchvision_resnet`` of :mod:`interlace.core.engine.weight_conversion`).
+
+        Raises:
+            KeyError: a ResNet weight is missing from the file.
+        """
+        from interlace.core.engine.weight_conversion import load_published_weights
+
+        report = load_published_weights(self, path, "torchvision_resnet", target_prefix="")
+        if report.missing or report.shape_mismatched:
+            raise KeyError(f"{path}: ResNet weights missing or of another shape: "
+                           f"{report.summary()}")
+        if report.unexpected:
+            logger.warning("%s: ignored %d unexpected keys, e.g. %s", path,
+                           len(report.unexpected), report.unexpected[:3])
 
     def forward(self, images: Tensor) -> ImageFeatures:
         """Encode images.
@@ -157,6 +155,15 @@ class ViTImageEncoder(nn.Module):
                 block.norm_cross_attn = nn.Identity()
         self.global_dims = self.local_dims = hidden_size
         self.num_patches = (img_size // patch_size) ** 2
+
+    def load_pretrained(self, path: str, strict: bool = False):
+        """Load a timm / DeiT / BLIP ViT file (``timm_vit`` of
+        :mod:`interlace.core.engine.weight_conversion`: ``pos_embed``'s CLS row folded into
+        ``cls_token``, RGB patch weights summed for a one-channel input); returns the
+        :class:`~interlace.core.engine.weight_conversion.WeightLoadReport`."""
+        from interlace.core.engine.weight_conversion import load_published_weights
+
+        return load_published_weights(self, path, "timm_vit", target_prefix="", strict=strict)
 
     def forward(self, images: Tensor) -> ImageFeatures:
         """Encode images.

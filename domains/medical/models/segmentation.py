@@ -14,7 +14,9 @@ encoder's multi-scale features:
 Weights of an MGCA checkpoint load into the encoder by dropping the ``image_encoder.``
 prefix of its keys (the attribute name in :class:`MGCA` and here), so ``load_from`` of a
 whole MGCA checkpoint works too; ``pretrained`` does it through
-:func:`load_backbone_weights` and checks that every encoder weight was found.
+:func:`load_backbone_weights` and checks that every encoder weight was found. A released
+MGCA Lightning ``.ckpt`` (``img_encoder_q.model.*``) is recognised and mapped by
+:mod:`.published_weights`.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
 from torch import Tensor, nn
 
 from interlace.core.engine.checkpoint import load_backbone_weights
+from interlace.core.engine.weight_conversion import read_state_dict
 from interlace.core.engine.registry import MODELS
 from interlace.domains.medical.data.segmentation import restore_original_size
 
@@ -217,6 +220,15 @@ class CxrSegmenter(BaseModel):
         Raises ``CheckpointError`` naming the file when any encoder weight is missing or
         shaped differently (e.g. a ResNet-50 checkpoint for a ResNet-18 encoder).
         """
+        from .published_weights import is_mgca_checkpoint, load_mgca_weights
+
+        state = read_state_dict(path)
+        if is_mgca_checkpoint(state):  # a released MGCA .ckpt: img_encoder_q.model.*
+            report = load_mgca_weights(self.image_encoder, state, image_encoder_only=True,
+                                       strict=True)
+            logger.info("CxrSegmenter: encoder loaded from MGCA checkpoint %s (%s)", path,
+                        report.summary())
+            return
         report = load_backbone_weights(self.image_encoder, path,
                                        source_prefix=self.pretrained_prefix, strict=True)
         logger.info("CxrSegmenter: encoder loaded from %s (%s)", path, report.summary())

@@ -18,7 +18,7 @@ from interlace.core.alignment import aggregate_word_pieces
 from interlace.core.engine.registry import MODELS
 
 __all__ = ["ReportFeatures", "ReportTextEncoder", "build_wordpiece_tokenizer",
-           "resolve_model_path"]
+           "load_local_bert", "resolve_model_path"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PACKAGE_PREFIX = "package:"
@@ -59,6 +59,39 @@ def resolve_model_path(path: str) -> str:
     if not folder.is_dir():
         raise FileNotFoundError(f"{path}: no folder {folder}")
     return str(folder)
+
+
+def load_local_bert(path: str) -> nn.Module:
+    """A BERT-like encoder from a local Hugging Face folder (``config.json``, weights as
+    ``model.safetensors`` or ``pytorch_model.bin``), never from the hub.
+
+    Folders whose ``model_type`` transformers knows (Bio_ClinicalBERT, CXR-BERT-general:
+    ``bert``) load with ``AutoModel``; a ``BertForMaskedLM`` file's ``bert.`` prefix and
+    ``cls.*`` head are handled by transformers. A BERT variant with its own code
+    (CXR-BERT-specialized: ``model_type`` ``cxr-bert``, ``auto_map`` to remote code) loads
+    its BERT trunk as ``BertModel`` from the same config values, without running that code.
+    """
+    import json
+
+    from transformers import BertConfig, BertModel
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path}: no config.json (expected a Hugging Face model "
+                                f"folder: config.json, vocab.txt, model.safetensors or "
+                                f"pytorch_model.bin)")
+    model_type = json.loads(config_file.read_text()).get("model_type", "")
+    options = dict(local_files_only=True, attn_implementation="eager", add_pooling_layer=False)
+    if model_type in CONFIG_MAPPING:
+        return AutoModel.from_pretrained(path, **options)
+    if "bert" not in model_type:
+        raise ValueError(f"{config_file}: model_type {model_type!r} is neither known to "
+                         f"transformers nor a BERT variant")
+    values = json.loads(config_file.read_text())
+    values.pop("auto_map", None)
+    values["model_type"] = "bert"
+    return BertModel.from_pretrained(path, config=BertConfig.from_dict(values), **options)
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -108,9 +141,7 @@ class ReportTextEncoder(nn.Module):
             tokenizer_path = resolve_model_path(tokenizer_path)
         # Eager attention: the fused kernels (sdpa, flash) return no attention weights.
         if model_path is not None:
-            self.model = AutoModel.from_pretrained(model_path, local_files_only=True,
-                                                   attn_implementation="eager",
-                                                   add_pooling_layer=False)
+            self.model = load_local_bert(model_path)
         else:
             config = dict(config)
             model_config = AutoConfig.for_model(config.pop("model_type"), **config)
@@ -141,7 +172,14 @@ class ReportTextEncoder(nn.Module):
         if path is None:
             raise ValueError("a model built from a config needs a tokenizer, "
                              "tokenizer_path or vocab")
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        try:
+            return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (ValueError, KeyError, OSError):
+            # A folder AutoTokenizer cannot place (CXR-BERT-specialized's model_type):
+            # its vocab.txt is a plain WordPiece vocabulary.
+            if (Path(path) / "vocab.txt").is_file():
+                return BertTokenizer(str(Path(path) / "vocab.txt"))
+            raise
 
     @property
     def num_layers(self) -> int:

@@ -1,0 +1,112 @@
+"""The released MGCA checkpoints (Wang et al., NeurIPS 2022) into Interlace's MGCA, and their
+image encoder alone into the linear probe and the segmentation model.
+
+MGCA releases PyTorch Lightning ``.ckpt`` files: ``{'state_dict': {...}, 'epoch',
+'global_step', 'hyper_parameters', 'optimizer_states', ...}``. Their ``state_dict`` is laid
+out as its ``MGCA`` LightningModule names its parts; :data:`MGCA_CHECKPOINT` maps each part
+(data, read top to bottom; the backbone maps are those of
+:mod:`interlace.core.engine.weight_conversion`, ``docs/weights.md`` has the tables):
+
+=====================================  =============================  =====================
+MGCA (Lightning state_dict)            Interlace ``MGCA``             key map
+=====================================  =============================  =====================
+img_encoder_q.model.*                  image_encoder.*                torchvision_resnet
+                                                                      (ResNet-50, fc is an
+                                                                      Identity) or timm_vit
+                                                                      (ViT-B/16), detected
+img_encoder_q.global_embed.head.k.*    image_global_proj.layers.k.*   same layers (Linear,
+                                                                      BN, ReLU, Linear, BN)
+img_encoder_q.local_embed.head.k.*     image_local_proj.layers.k.*    Conv1d (O, I, 1) ->
+                                                                      Linear (O, I)
+text_encoder_q.model.*                 text_encoder.model.*           hf_bert (6 layers of
+                                                                      Bio_ClinicalBERT)
+text_encoder_q.global_embed.head.k.*   report_global_proj.layers.k.*  as the image's
+text_encoder_q.local_embed.head.k.*    word_local_proj.layers.k.*     Conv1d -> Linear
+prototype_layer.weight (500, 128)      prototype_loss.prototypes.weight
+patch_local_atten_layer.*,             (none: Interlace's token       reported unexpected
+word_local_atten_layer.*               alignment has no parameters)
+=====================================  =============================  =====================
+
+MGCA feeds RGB images (a grey X-ray repeated); an encoder built with ``in_channels=1``
+gets the first convolution summed over the three input channels. The text encoder's
+tokenizer is not in the checkpoint: point ``text_encoder.model_path`` at the
+Bio_ClinicalBERT folder MGCA was trained from (its vocabulary and config).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from torch import Tensor, nn
+
+from interlace.core.engine.checkpoint import PathLike
+from interlace.core.engine.weight_conversion import (CHECKPOINT_MAPS, CheckpointMap, KeyMap,
+                                                     WeightLoadReport, load_published_weights,
+                                                     read_state_dict)
+
+__all__ = ["MGCA_CHECKPOINT", "IMAGE_ENCODER_PART", "is_mgca_checkpoint", "load_mgca_weights"]
+
+
+def _conv1d_to_linear(value: Tensor) -> Tensor:
+    """A kernel-1 Conv1d weight (O, I, 1) as a Linear weight (O, I)."""
+    return value.squeeze(-1) if value.dim() == 3 and value.shape[-1] == 1 else value
+
+
+GLOBAL_EMBED = KeyMap("mgca_global_embed", "MGCA's GlobalEmbedding -> ProjectionHead",
+                      rules=((r"^head\.", "layers."),))
+LOCAL_EMBED = KeyMap("mgca_local_embed", "MGCA's LocalEmbedding (kernel-1 Conv1d) -> "
+                     "ProjectionHead (Linear)", rules=((r"^head\.", "layers."),),
+                     value_rules=((r"^head\.[03]\.weight$", _conv1d_to_linear),))
+PROTOTYPES = KeyMap("mgca_prototypes", "MGCA's prototype layer",
+                    rules=((r"^weight$", "prototypes.weight"),))
+IMAGE_ENCODER_PART = "img_encoder_q.model."
+
+MGCA_CHECKPOINT = CheckpointMap(
+    "mgca_lightning", "the released MGCA .ckpt files (ResNet-50 or ViT-B/16 + Bio_ClinicalBERT)",
+    parts=(
+        (IMAGE_ENCODER_PART, "image_encoder.", "auto"),
+        ("img_encoder_q.global_embed.", "image_global_proj.", GLOBAL_EMBED),
+        ("img_encoder_q.local_embed.", "image_local_proj.", LOCAL_EMBED),
+        ("text_encoder_q.model.", "text_encoder.", "hf_bert"),
+        ("text_encoder_q.global_embed.", "report_global_proj.", GLOBAL_EMBED),
+        ("text_encoder_q.local_embed.", "word_local_proj.", LOCAL_EMBED),
+        ("prototype_layer.", "prototype_loss.", PROTOTYPES),
+    ))
+CHECKPOINT_MAPS["mgca"] = MGCA_CHECKPOINT  # tools/analysis_tools/convert_checkpoint.py --from mgca
+
+
+def is_mgca_checkpoint(state: Mapping[str, object]) -> bool:
+    """Whether a state dict has the released MGCA layout (``img_encoder_q.model.*``)."""
+    return any(str(k).startswith(IMAGE_ENCODER_PART) for k in state)
+
+
+def load_mgca_weights(module: nn.Module, source: PathLike | Mapping[str, Tensor], *,
+                      image_encoder_only: bool = False, strict: bool = False,
+                      log: bool = True) -> WeightLoadReport:
+    """Load a released MGCA checkpoint into `module`.
+
+    Args:
+        module: Interlace's :class:`MGCA`; with `image_encoder_only`, anything holding the
+            encoder as ``image_encoder`` (MGCA for the linear probe, :class:`CxrSegmenter`)
+            or the encoder itself (:class:`ResNetImageEncoder`, :class:`ViTImageEncoder`).
+        source: the ``.ckpt`` file (read with ``weights_only=True``) or its contents.
+        image_encoder_only: load ``img_encoder_q.model.*`` only (the report's keys are
+            then the encoder's own, e.g. ``resnet.conv1.weight``).
+        strict: raise before copying unless every key of the receiver (below the encoder
+            with `image_encoder_only`) got a value and every converted key was used.
+
+    Returns:
+        :class:`WeightLoadReport`: with the whole model, the two token-attention layers
+        of MGCA (8 tensors) are unexpected, and the model's own loss buffers (e.g.
+        ``instance_loss.logit_scale``) missing.
+    """
+    state = read_state_dict(source)
+    if not is_mgca_checkpoint(state):
+        what = "state dict" if isinstance(source, Mapping) else str(source)
+        raise ValueError(f"{what}: not a released MGCA checkpoint (no {IMAGE_ENCODER_PART}* "
+                         f"keys; first keys: {', '.join(list(state)[:3])})")
+    if image_encoder_only:
+        encoder = getattr(module, "image_encoder", module)
+        return load_published_weights(encoder, state, source_prefix=IMAGE_ENCODER_PART,
+                                      target_prefix="", strict=strict, log=log)
+    return load_published_weights(module, state, MGCA_CHECKPOINT, target_prefix="",
+                                  strict=strict, log=log)

@@ -159,10 +159,10 @@ def _grayscale_display(ds: Dataset, stored: np.ndarray, photometric: str,
     values = apply_modality_lut(stored, ds)
     voi = _voi_kind(ds)
     if voi == "lut":
-        # A VOI LUT indexes with the modality output; an integral rescale (slope 1,
-        # intercept 0 on CR) gives floats that pydicom warns about, so index with ints.
-        if not np.issubdtype(values.dtype, np.integer) and np.all(values == np.round(values)):
-            values = values.astype(np.int64)
+        # A VOI LUT is indexed by the modality output; a rescale (slope 1, intercept 0
+        # on CR) gives floats, which pydicom would truncate with a warning: round them.
+        if not np.issubdtype(values.dtype, np.integer):
+            values = np.round(values).astype(np.int64)
         values = apply_voi_lut(values, ds)
         descriptor = ds.VOILUTSequence[0].LUTDescriptor
         entries = apply_voi(np.arange(descriptor[1], descriptor[1] + (descriptor[0] or 2 ** 16)),

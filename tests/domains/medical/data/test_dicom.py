@@ -1,5 +1,7 @@
 """DICOM read as displayed: LUTs as pydicom applies them, MONOCHROME1, colour, 1-bit,
 multi-frame, compressed transfer syntaxes; every error names the file."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,24 @@ def test_voi_lut_sequence_maps_its_own_entries_onto_0_255(tmp_path):
     ds = dcmread(path)
     expected = _scaled(apply_voi_lut(ds.pixel_array, ds), 1000, 3047)
     np.testing.assert_allclose(read_dicom_image(path), expected, atol=1e-3)
+    # CR writes a rescale of slope 1 beside the LUT: float modality values index the LUT
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    rescaled = _save(ds, tmp_path / "voi_rescale.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_dicom_image(rescaled), read_dicom_image(path))
+
+
+def test_modality_lut_sequence_with_the_stored_range(tmp_path):
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]  # PS3.3 C.11.1.1.1: 8 or 16
+    item.add_new("LUTData", "US", (4095 - np.arange(4096) // 2).tolist())  # 2048 .. 4095
+    path = _save(_dataset(_chest(), ModalityLUTSequence=Sequence([item])),
+                 tmp_path / "modality_lut.dcm")
+    ds = dcmread(path)
+    expected = _scaled(apply_modality_lut(ds.pixel_array, ds), 2048, 4095)
+    np.testing.assert_allclose(read_dicom_image(path, no_window="stored_range"), expected,
+                               atol=1e-3)
 
 
 def test_without_window_min_max_or_stored_range(tmp_path):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.tools import load_tool, run_tool
+from interlace.tools import create_data
+from tests.fixtures.tools import run_tool
 
 
 def test_help_lists_the_nuscenes_command_and_examples():
@@ -13,7 +14,7 @@ def test_help_lists_the_nuscenes_command_and_examples():
 
 
 def test_a_missing_root_is_one_line_naming_the_path(tmp_path, capsys):
-    tool = load_tool("create_data")
+    tool = create_data
     missing = tmp_path / "no_such_nuscenes"
     with pytest.raises(SystemExit) as exit_info:
         tool.run_cli(lambda: tool.main(["nuscenes", "--root", str(missing), "--version",
@@ -25,7 +26,7 @@ def test_a_missing_root_is_one_line_naming_the_path(tmp_path, capsys):
 
 
 def test_a_root_without_tables_names_the_missing_folder(tmp_path, capsys):
-    tool = load_tool("create_data")
+    tool = create_data
     with pytest.raises(SystemExit) as exit_info:
         tool.run_cli(lambda: tool.main(["nuscenes", "--root", str(tmp_path), "--version",
                                         "v1.0-trainval", "--no-progress"]))
@@ -40,7 +41,7 @@ def test_writes_train_and_val_infos_and_reports_counts(tmp_path, capsys):
 
     make_synthetic_nuscenes(tmp_path / "db", scenes=2, samples_per_scene=2, version="v1.0-mini",
                             verbose=False)
-    tool = load_tool("create_data")
+    tool = create_data
     code = tool.main(["nuscenes", "--root", str(tmp_path / "db"), "--version", "v1.0-mini",
                       "--out", str(tmp_path / "out"), "--max-sweeps", "3", "--extra-tag",
                       "mini", "--skip-gt-database", "--no-progress"])
@@ -54,6 +55,6 @@ def test_writes_train_and_val_infos_and_reports_counts(tmp_path, capsys):
 
 
 def test_a_negative_sweep_count_is_refused():
-    tool = load_tool("create_data")
+    tool = create_data
     with pytest.raises(tool.ToolError, match="--max-sweeps"):
         tool.main(["nuscenes", "--root", ".", "--max-sweeps", "-1"])

@@ -122,6 +122,5 @@ def test_two_ranks_match_the_single_process_loss_and_gradients(tmp_path):
     assert reference_grads["text_encoder.model.embeddings.word_embeddings.weight"].abs().sum() > 0
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+if __name__ == "__main__":  # run_tool puts the repository on PYTHONPATH, for `tests.*`
     _worker(Path(sys.argv[1]))

@@ -12,7 +12,9 @@ import torch
 from mmengine.config import Config
 
 from interlace.core.engine.cli import ToolError, run_cli
-from tests.fixtures.tools import ROOT, TOY_CONFIG, load_tool
+from interlace.tools import infer
+from interlace.tools import test as tools_test
+from tests.fixtures.tools import ROOT, TOY_CONFIG
 
 SEGMENT_CONFIG = str(ROOT / "configs" / "remote_sensing" / "skysense_segment_synthetic_tiny.py")
 
@@ -25,7 +27,7 @@ def _restore_local_rank(monkeypatch):
 
 @pytest.fixture(scope="module", params=["infer", "test"])
 def tool(request):
-    return load_tool(request.param)
+    return {"infer": infer, "test": tools_test}[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,6 @@ def _infer(tool, args, capsys) -> tuple[int, str, str]:
 
 def test_infer_with_drop_sar_writes_a_map_that_differs_from_the_full_model(
         tiles, segmentor_checkpoint, tmp_path, capsys):
-    infer = load_tool("infer")
     label = str(tiles / "labels" / "LABEL_31TGL.tif")
     maps = {}
     for drop in ([], ["sar"]):
@@ -103,7 +104,7 @@ def test_infer_with_drop_sar_writes_a_map_that_differs_from_the_full_model(
 
 
 def test_unknown_modality_name_is_a_one_line_error(tiles, segmentor_checkpoint, tmp_path, capsys):
-    code, _, err = _infer(load_tool("infer"),
+    code, _, err = _infer(infer,
                           [SEGMENT_CONFIG, str(segmentor_checkpoint),
                            str(tiles / "labels" / "LABEL_31TGL.tif"), "--out",
                            str(tmp_path / "out"), "--drop", "lidar"], capsys)
@@ -113,11 +114,10 @@ def test_unknown_modality_name_is_a_one_line_error(tiles, segmentor_checkpoint, 
 
 
 def test_test_tool_scores_with_a_dropped_modality(tiles, segmentor_checkpoint, tmp_path, capsys):
-    test_tool = load_tool("test")
     args = [SEGMENT_CONFIG, str(segmentor_checkpoint), "--work-dir", str(tmp_path / "work"),
             "--drop", "optical", "--cfg-options", f"test_dataloader.dataset.data_root={tiles}",
             "log_level=WARNING"]
-    assert test_tool.main(args) == 0
+    assert tools_test.main(args) == 0
     printed = capsys.readouterr().out
     assert "dropped modalities: optical" in printed
     assert "seg/mIoU=" in printed

@@ -19,10 +19,10 @@ from interlace.domains.driving.evaluation.inference_io import (merge_sample_pred
 from interlace.domains.driving.evaluation.nuscenes_metric import (run_detection_eval,
                                                                    summary_to_metrics)
 from tests.domains.driving.test_inference_io import make_tiny_database
-from tests.fixtures.tools import ROOT, load_tool, run_tool
+from interlace.tools import infer as infer_tool
+from tests.fixtures.tools import ROOT, run_tool
 
 FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny_infer.py"
-infer_tool = load_tool("infer")
 
 
 @pytest.fixture(scope="module")

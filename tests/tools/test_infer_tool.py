@@ -13,7 +13,7 @@ import rasterio
 import torch
 
 from interlace.core.engine.cli import ToolError, run_cli
-from tests.fixtures.tools import load_tool, run_tool
+from tests.fixtures.tools import run_tool
 from tests.fixtures.toy import FEATURES, ToyRegressor
 
 CONFIG = "tests/fixtures/toy_config.py"
@@ -31,7 +31,8 @@ def _restore_local_rank(monkeypatch):
 
 @pytest.fixture(scope="module")
 def infer_tool():
-    return load_tool("infer")
+    from interlace.tools import infer
+    return infer
 
 
 @pytest.fixture(scope="module")

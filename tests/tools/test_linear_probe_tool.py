@@ -1,4 +1,5 @@
-"""tools/linear_probe.py end to end on a small synthetic MIMIC-CXR set (subprocess)."""
+"""tools/analysis_tools/linear_probe.py end to end on a small synthetic MIMIC-CXR set
+(subprocess)."""
 from __future__ import annotations
 
 import csv
@@ -11,12 +12,12 @@ import pytest
 from tests.fixtures.tools import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "linear_probe.py"
+TOOL = ROOT / "tools" / "analysis_tools" / "linear_probe.py"
 CONFIG = "configs/medical/mgca_resnet18_synthetic_tiny.py"
 
 
 def _run(*args, timeout: int = 180) -> subprocess.CompletedProcess:
-    return run_tool("tools/linear_probe.py", *args, timeout=timeout)
+    return run_tool("tools/analysis_tools/linear_probe.py", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""tools/medical_grounding.py: a checkpoint's word attention scored against finding masks."""
+"""tools/analysis_tools/medical_grounding.py: a checkpoint's word attention scored against
+finding masks."""
 import json
 
 import pytest
@@ -10,9 +11,9 @@ TINY = "configs/medical/mgca_resnet18_synthetic_tiny.py"
 
 
 def test_help_shows_an_example():
-    proc = run_tool("tools/medical_grounding.py", "--help")
+    proc = run_tool("tools/analysis_tools/medical_grounding.py", "--help")
     assert proc.returncode == 0
-    assert "python tools/medical_grounding.py configs/medical/" in proc.stdout
+    assert "python tools/analysis_tools/medical_grounding.py configs/medical/" in proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def tiny_run(tmp_path_factory):
 
 def test_scores_every_located_word_and_writes_json_and_heat_maps(tiny_run):
     out = tiny_run / "out"
-    proc = run_tool("tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
+    proc = run_tool("tools/analysis_tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
                     "--data-root", tiny_run / "mimic", "--max-images", "4", "--out-dir", out)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "point hit % (chance)" in proc.stdout
@@ -57,10 +58,10 @@ def test_scores_every_located_word_and_writes_json_and_heat_maps(tiny_run):
 
 def test_refuses_a_tree_without_masks_and_a_missing_checkpoint(tiny_run, tmp_path):
     (tmp_path / "files").mkdir()
-    proc = run_tool("tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
+    proc = run_tool("tools/analysis_tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
                     "--data-root", tmp_path)
     assert proc.returncode == 2 and "has no masks/ folder" in proc.stderr
-    proc = run_tool("tools/medical_grounding.py", TINY, tmp_path / "none.pth",
+    proc = run_tool("tools/analysis_tools/medical_grounding.py", TINY, tmp_path / "none.pth",
                     "--data-root", tiny_run / "mimic")
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
 
@@ -71,7 +72,7 @@ def test_missing_masks_are_skipped_with_their_path_and_the_run_goes_on(tiny_run,
     shutil.copytree(tiny_run / "mimic", tmp_path / "mimic")
     for path in (tmp_path / "mimic" / "masks" / "opacity").glob("*.png"):
         path.unlink()
-    proc = run_tool("tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
+    proc = run_tool("tools/analysis_tools/medical_grounding.py", TINY, tiny_run / "tiny.pth",
                     "--data-root", tmp_path / "mimic", "--out-dir", tmp_path / "out")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads((tmp_path / "out" / "grounding.json").read_text())

@@ -1,6 +1,6 @@
-"""tools/merge_checkpoints.py: a LiDAR-only checkpoint and an ImageNet-layout ResNet merge
-into the DeepInteraction detector's keys; the report says where every key came from; the
-file loads with weights_only=True and is never left half written."""
+"""tools/model_converters/merge_checkpoints.py: a LiDAR-only checkpoint and an
+ImageNet-layout ResNet merge into the DeepInteraction detector's keys; the report says where
+every key came from; the file loads with weights_only=True and is never left half written."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from interlace.core.engine.cli import ToolError
 from interlace.core.engine.registry import MODELS, register_all_modules
 from interlace.domains.driving.models import detectors  # noqa: F401  registers the detectors
 from interlace.domains.driving.models.camera import MonaiResNetBackbone
-from tests.fixtures.tools import ROOT, load_tool
+from tests.fixtures.tools import ROOT
 
 LIDAR_TINY = str(ROOT / "configs" / "driving" / "transfusion_l_synthetic_tiny.py")
 FUSION_TINY = str(ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny.py")
@@ -23,7 +23,8 @@ FUSION_TINY = str(ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_
 
 @pytest.fixture(scope="module")
 def tool():
-    return load_tool("merge_checkpoints")
+    from interlace.tools import merge_checkpoints
+    return merge_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,8 @@ def test_help_shows_examples(tool, capsys):
         tool.main(["--help"])
     text = capsys.readouterr().out
     assert "--lidar" in text and "--image" in text and "examples:" in text
-    assert "python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_nus.py" in text
+    assert ("python tools/model_converters/merge_checkpoints.py "
+            "configs/driving/deepinteraction_r50_nus.py") in text
 
 
 def test_lidar_stream_and_head_come_from_the_lidar_only_checkpoint(merged, lidar_model):

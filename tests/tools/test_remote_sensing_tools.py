@@ -1,4 +1,5 @@
-"""tools/make_synthetic.py remote_sensing and tools/compute_band_stats.py, as a user runs them."""
+"""tools/misc/make_synthetic.py remote_sensing and
+tools/dataset_converters/compute_band_stats.py, as a user runs them."""
 from __future__ import annotations
 
 import json
@@ -6,11 +7,12 @@ import json
 import pytest
 import rasterio
 
-from tests.fixtures.tools import load_tool, run_tool
+from interlace.tools import compute_band_stats, make_synthetic
+from tests.fixtures.tools import run_tool
 
 
 def test_make_synthetic_remote_sensing_writes_geotiffs(tmp_path, capsys):
-    tool = load_tool("make_synthetic")
+    tool = make_synthetic
     assert tool.main(["remote_sensing", "--out", str(tmp_path), "--tiles", "3", "--size", "32",
                       "--dates", "2", "--seed", "1"]) == 0
     printed = capsys.readouterr().out
@@ -31,11 +33,11 @@ def test_make_synthetic_remote_sensing_writes_geotiffs(tmp_path, capsys):
 
 def test_make_synthetic_refuses_bad_size(tmp_path):
     with pytest.raises(SystemExit, match="--size"):
-        load_tool("make_synthetic").main(["remote_sensing", "--out", str(tmp_path), "--size", "7"])
+        make_synthetic.main(["remote_sensing", "--out", str(tmp_path), "--size", "7"])
 
 
 def test_compute_band_stats_help_and_missing_root(tmp_path, capsys):
-    tool = load_tool("compute_band_stats")
+    tool = compute_band_stats
     with pytest.raises(SystemExit):
         tool.main(["--help"])
     assert "examples:" in capsys.readouterr().out
@@ -45,9 +47,9 @@ def test_compute_band_stats_help_and_missing_root(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tools_run_as_subprocesses(tmp_path):
-    made = run_tool("tools/make_synthetic.py", "remote_sensing", "--out", tmp_path, "--size", "32",
-                    "--dates", "2", "--tiles", "1")
+    made = run_tool("tools/misc/make_synthetic.py", "remote_sensing", "--out", tmp_path,
+                    "--size", "32", "--dates", "2", "--tiles", "1")
     assert made.returncode == 0, made.stderr
-    stats = run_tool("tools/compute_band_stats.py", tmp_path)
+    stats = run_tool("tools/dataset_converters/compute_band_stats.py", tmp_path)
     assert stats.returncode == 0, stats.stderr
     assert (tmp_path / "band_stats.json").is_file() and "s2: B02=" in stats.stdout

@@ -1,5 +1,6 @@
 """Driving data-loading benchmarks (`tools/analysis_tools/benchmark.py driving_data`): one
-nuScenes-scale training sample loaded and augmented by the full pipeline, through a torch DataLoader.
+nuScenes-scale training sample loaded and augmented by the full pipeline, through a torch
+DataLoader.
 
 Full scale (what a nuScenes training sample costs): a key frame and 10 sweeps of 34,720
 points each as ``.pcd.bin`` (5 float32 per point), six 1600 x 900 JPEGs (quality 90,

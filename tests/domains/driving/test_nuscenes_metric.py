@@ -24,7 +24,8 @@ from interlace.core.engine.registry import DATASETS, MODELS
 from interlace.domains.driving.data.nuscenes_names import (ATTRIBUTES, CATEGORY_OF_CLASS,
                                                            CLASSES, attribute_for)
 from interlace.domains.driving.evaluation import NuScenesMetric, SubmissionError
-from tests.fixtures.tools import ROOT, load_tool
+from interlace.tools import test as tools_test
+from tests.fixtures.tools import ROOT
 
 VERSION = "v1.0-mini"
 LIDAR_TRANSLATION = [0.94, 0.0, 1.84]
@@ -289,8 +290,8 @@ log_level = 'WARNING'
 """)
     checkpoint = tmp_path / "echo.pth"
     torch.save(dict(state_dict=GTEchoDetector().state_dict(), meta=dict()), checkpoint)
-    assert load_tool("test").main([str(config), str(checkpoint), "--work-dir", str(tmp_path / "work"),
-                                   "--format-only"]) == 0
+    assert tools_test.main([str(config), str(checkpoint), "--work-dir", str(tmp_path / "work"),
+                           "--format-only"]) == 0
     submission = json.loads((tmp_path / "work" / "results_nusc.json").read_text())
     assert submission["meta"]["use_lidar"] and not submission["meta"]["use_camera"]
     assert {len(boxes) for boxes in submission["results"].values()} == {len(CLASSES)}

@@ -1,7 +1,7 @@
 """End-to-end scoring checks (interlace.domains.driving.evaluation.scoring_checks, run by
-tools/check_nuscenes_scoring.py): GT exported as predictions scores perfectly through
-DetectionEval, also after augmenting and undoing; random boxes score about 0; a 1 m shift
-costs mAP and shows up as mATE ~ 1.
+tools/analysis_tools/check_nuscenes_scoring.py): GT exported as predictions scores perfectly
+through DetectionEval, also after augmenting and undoing; random boxes score about 0; a 1 m
+shift costs mAP and shows up as mATE ~ 1.
 
 The default tests run on the tiny hand-written database of test_nuscenes_metric (all ten
 classes, or three of them); the slow one on the synthetic generator + create_data, as a
@@ -131,14 +131,15 @@ def test_expectations_fail_when_gt_does_not_score_perfectly():
 @pytest.mark.slow
 def test_scoring_checks_and_visualization_on_generated_data(tmp_path):
     data = tmp_path / "nus"
-    made = run_tool("tools/make_synthetic.py", "driving", "--out", data, "--scenes", 5,
+    made = run_tool("tools/misc/make_synthetic.py", "driving", "--out", data, "--scenes", 5,
                     "--samples-per-scene", 3, "--version", "v1.0-mini", timeout=600)
     assert made.returncode == 0, made.stderr
     infos = run_tool("tools/create_data.py", "nuscenes", "--root", data, "--version", "v1.0-mini",
                      "--out", data, timeout=600)
     assert infos.returncode == 0, infos.stderr
-    checked = run_tool("tools/check_nuscenes_scoring.py", "--data-root", data, "--info",
-                       data / "nuscenes_infos_val.pkl", "--out", tmp_path / "checks", timeout=600)
+    checked = run_tool("tools/analysis_tools/check_nuscenes_scoring.py", "--data-root", data,
+                       "--info", data / "nuscenes_infos_val.pkl", "--out", tmp_path / "checks",
+                       timeout=600)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     report = json.loads((tmp_path / "checks" / "scoring_checks.json").read_text())
     table = report["table"]

@@ -342,11 +342,8 @@ def test_generation_is_deterministic_given_the_seed(tmp_path):
 
 
 def test_tool_subcommand_writes_a_loadable_database(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", Path(__file__).parents[3] / "tools" / "make_synthetic.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from interlace.tools import make_synthetic as tool
+
     assert tool.main(["driving", "--out", str(tmp_path), "--scenes", "1",
                       "--samples-per-scene", "1", "--seed", "2"]) == 0
     output = capsys.readouterr().out

@@ -329,7 +329,7 @@ def test_train_tool_runs_the_tiny_fusion_config_and_the_loss_falls(db, tmp_path)
     validation with NuScenesMetric on the val scene."""
     import json
 
-    from tests.fixtures.tools import load_tool
+    from interlace.tools import train
 
     config = tmp_path / "di_tiny_local.py"
     config.write_text(
@@ -342,7 +342,7 @@ def test_train_tool_runs_the_tiny_fusion_config_and_the_loss_falls(db, tmp_path)
         "train_cfg = dict(max_epochs=2, val_interval=2)\n"
         "param_scheduler = []\n"
         "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))\n")
-    assert load_tool("train").main([str(config), "--work-dir", str(tmp_path / "work")]) == 0
+    assert train.main([str(config), "--work-dir", str(tmp_path / "work")]) == 0
     scalars = sorted((tmp_path / "work").glob("*/vis_data/scalars.json"))[-1]
     records = [json.loads(line) for line in scalars.read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]

@@ -1,4 +1,4 @@
-"""`tools/make_synthetic.py medical`: layout as published, deterministic, fast."""
+"""`tools/misc/make_synthetic.py medical`: layout as published, deterministic, fast."""
 import csv
 import hashlib
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from interlace.domains.medical.data.synthetic import CHEXPERT_CSV, METADATA_CSV, NEGBIO_CSV
-from tests.fixtures.tools import load_tool
 
 @pytest.fixture(scope="module")
 def tool():
-    return load_tool("make_synthetic")
+    from interlace.tools import make_synthetic
+    return make_synthetic
 
 
 def _digest(root: Path) -> str:

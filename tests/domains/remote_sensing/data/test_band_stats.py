@@ -7,7 +7,7 @@ import rasterio
 
 from interlace.domains.remote_sensing.data import (S2_BANDS, RunningBandStats,
                                                    SentinelTimeSeriesDataset, make_synthetic_s1s2)
-from tests.fixtures.tools import load_tool
+from interlace.tools import compute_band_stats
 
 
 def test_running_stats_match_numpy_over_windows():
@@ -24,8 +24,7 @@ def test_running_stats_match_numpy_over_windows():
 def test_tool_numbers_match_numpy_and_dataset_reads_them(tmp_path, capsys):
     make_synthetic_s1s2(tmp_path, tiles=1, size=32, dates=2, seed=1)
     out = tmp_path / "band_stats.json"
-    assert load_tool("compute_band_stats").main([str(tmp_path), "--out", str(out),
-                                                 "--window", "16"]) == 0
+    assert compute_band_stats.main([str(tmp_path), "--out", str(out), "--window", "16"]) == 0
     assert "wrote" in capsys.readouterr().out
     stats = json.loads(out.read_text())
     s2_values, s1_values = [], []

@@ -5,11 +5,11 @@ extracted once, then a logistic regression per label is trained on a random shar
 training studies (per seed) and scored by AUROC on the validation studies.
 
 Examples:
-  python tools/make_synthetic.py medical --out /tmp/mimic --studies 100
-  python tools/linear_probe.py configs/medical/mgca_resnet18_synthetic_tiny.py \\
+  python tools/misc/make_synthetic.py medical --out /tmp/mimic --studies 100
+  python tools/analysis_tools/linear_probe.py configs/medical/mgca_resnet18_synthetic_tiny.py \\
       work_dirs/mgca_resnet18_synthetic_tiny/epoch_3.pth --data-root /tmp/mimic
   # the same encoder with random weights, as a baseline (CHECKPOINT may be `none`):
-  python tools/linear_probe.py configs/medical/mgca_resnet18_synthetic_tiny.py none \\
+  python tools/analysis_tools/linear_probe.py configs/medical/mgca_resnet18_synthetic_tiny.py none \\
       --random-init --data-root /tmp/mimic --fractions 1.0 --seeds 0 --out-dir /tmp/probe
 
 Writes ``linear_probe.json`` (the table, the labels scored and skipped, the checkpoint's
@@ -26,7 +26,7 @@ import sys
 import time
 
 from interlace.core.engine.atomic_files import write_json_atomic
-from interlace.core.engine.cli import ToolError, load_config, run_cli
+from interlace.core.engine.cli import ToolError, load_config
 
 # The labels the synthetic MIMIC set draws (the others are all negative there).
 DEFAULT_LABELS = ("Lung Opacity", "Pleural Effusion", "Cardiomegaly", "Support Devices",
@@ -198,8 +198,3 @@ def main(argv=None) -> int:
         **table))
     print(f"\nwrote {json_path}\nwrote {csv_path} (100 % probe, seed {args.seeds[0]})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.getcwd())  # configs may import project-local modules
-    run_cli(lambda: main())

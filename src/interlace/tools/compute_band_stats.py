@@ -6,14 +6,13 @@ reads from DATA_ROOT/band_stats.json to normalise (value - mean) / std. Statisti
 of the stored values: S2 reflectance x 10000, S1 dB.
 
 Examples:
-  python tools/make_synthetic.py remote_sensing --out /tmp/s1s2
-  python tools/compute_band_stats.py /tmp/s1s2 --out /tmp/s1s2/band_stats.json
-  python tools/compute_band_stats.py DATA_ROOT --out stats.json --window 1024 --modalities s2
+  python tools/misc/make_synthetic.py remote_sensing --out /tmp/s1s2
+  python tools/dataset_converters/compute_band_stats.py /tmp/s1s2 --out /tmp/s1s2/band_stats.json
+  python tools/dataset_converters/compute_band_stats.py DATA_ROOT --out stats.json --window 1024 --modalities s2
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -73,7 +72,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped files: {len(catalog.skipped)} (see the log)")
     print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """Write small synthetic data sets in the published layouts, for tests, demos and CI.
 
 Examples:
-  python tools/make_synthetic.py medical --out work_dirs/synthetic/mimic --studies 100 --seed 0
-  python tools/make_synthetic.py medical --out /tmp/mimic --studies 20 --with-bad-cases
-  python tools/make_synthetic.py driving --out data/nuscenes_synthetic --scenes 4 --samples-per-scene 10
-  python tools/make_synthetic.py driving --out /tmp/nus_full --scenes 1 --samples-per-scene 2 --scale nuscenes
-  python tools/make_synthetic.py remote_sensing --out data/synthetic_s1s2
+  python tools/misc/make_synthetic.py medical --out work_dirs/synthetic/mimic --studies 100 --seed 0
+  python tools/misc/make_synthetic.py medical --out /tmp/mimic --studies 20 --with-bad-cases
+  python tools/misc/make_synthetic.py driving --out data/nuscenes_synthetic --scenes 4 --samples-per-scene 10
+  python tools/misc/make_synthetic.py driving --out /tmp/nus_full --scenes 1 --samples-per-scene 2 --scale nuscenes
+  python tools/misc/make_synthetic.py remote_sensing --out data/synthetic_s1s2
 
 Each domain is a subcommand: `medical` writes a MIMIC-CXR-JPG 2.0 tree (images, reports,
 metadata / split / chexpert / negbio CSVs, finding masks) whose labels match the drawn
@@ -16,7 +16,6 @@ series and a land-cover label as GeoTIFFs in UTM. Add a domain in `SUBCOMMANDS` 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Callable
 
@@ -27,7 +26,7 @@ def _add_medical(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "medical", help="MIMIC-CXR-JPG 2.0 layout (chest X-rays + reports + label CSVs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python tools/make_synthetic.py medical --out /tmp/mimic "
+        epilog="example:\n  python tools/misc/make_synthetic.py medical --out /tmp/mimic "
                "--studies 100 --seed 0 --with-bad-cases")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")
     parser.add_argument("--studies", type=int, default=100, help="number of good studies")
@@ -55,9 +54,9 @@ def _add_driving(subparsers: argparse._SubParsersAction) -> None:
         "driving", help="nuScenes layout (tables, LiDAR sweeps, 6 camera JPEGs) that "
                         "nuscenes-devkit loads",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python tools/make_synthetic.py driving --out /tmp/nuscenes "
+        epilog="examples:\n  python tools/misc/make_synthetic.py driving --out /tmp/nuscenes "
                "--scenes 4 --samples-per-scene 10\n"
-               "  python tools/make_synthetic.py driving --out /tmp/nus_full --scenes 1 "
+               "  python tools/misc/make_synthetic.py driving --out /tmp/nus_full --scenes 1 "
                "--samples-per-scene 2 --scale nuscenes\n"
                "then: NuScenes(version='v1.0-mini', dataroot='/tmp/nuscenes')")
     parser.add_argument("--out", required=True, help="dataroot to write (created if needed)")
@@ -98,7 +97,7 @@ def _add_remote_sensing(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "remote_sensing", help="Sentinel-1/2 time series + land-cover labels as GeoTIFFs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python tools/make_synthetic.py remote_sensing --out /tmp/s1s2 "
+        epilog="example:\n  python tools/misc/make_synthetic.py remote_sensing --out /tmp/s1s2 "
                "--tiles 3 --size 256 --dates 12 --seed 0")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")
     parser.add_argument("--tiles", type=int, default=3, help="number of tiles (the third "
@@ -144,7 +143,3 @@ def main(argv: list[str] | None = None) -> int:
     message = args.run(args)
     print(f"{message} ({time.perf_counter() - start:.1f} s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,13 +3,13 @@ checkpoint's LiDAR stream and head, merged with an image-backbone checkpoint, un
 key names of the DeepInteraction detector of CONFIG.
 
 Examples:
-  python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_nus.py \
+  python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_nus.py \
       --lidar work_dirs/transfusion_l_nus/epoch_20.pth --image resnet50-0676ba61.pth \
       --out work_dirs/deepinteraction_r50_init.pth
-  python tools/merge_checkpoints.py configs/driving/deepinteraction_pp_swint_nus.py \
+  python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_pp_swint_nus.py \
       --lidar transfusion_l.pth --image swin_tiny_patch4_window7_224.pth \
       --out di_pp_init.pth --report di_pp_init.json
-  python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
+  python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
 
 Then train from it: python tools/train.py CONFIG --cfg-options load_from=OUT
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -112,10 +110,3 @@ def main(argv: Optional[list[str]] = None) -> int:
         write_text_atomic(args.report, text)
         print(f"wrote the key report to {args.report}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.getcwd())  # configs may import project-local modules
-    from interlace.core.engine.cli import run_cli
-
-    run_cli(lambda: main())

@@ -12,9 +12,9 @@ When some classes have no GT in the split, every case is judged on the classes t
 (the *_present columns). The logic is interlace.domains.driving.evaluation.scoring_checks.
 
 Examples:
-  python tools/make_synthetic.py driving --out /tmp/nus --scenes 5 --samples-per-scene 6 --version v1.0-mini
+  python tools/misc/make_synthetic.py driving --out /tmp/nus --scenes 5 --samples-per-scene 6 --version v1.0-mini
   python tools/create_data.py nuscenes --root /tmp/nus --version v1.0-mini --out /tmp/nus
-  python tools/check_nuscenes_scoring.py --data-root /tmp/nus --info /tmp/nus/nuscenes_infos_val.pkl --out /tmp/nus_checks
+  python tools/analysis_tools/check_nuscenes_scoring.py --data-root /tmp/nus --info /tmp/nus/nuscenes_infos_val.pkl --out /tmp/nus_checks
 
 Writes OUT/<case>/results_nusc.json and the devkit's metrics_summary.json per case, and
 OUT/scoring_checks.json with the table; exits 1 when an expectation fails.
@@ -76,9 +76,3 @@ def main(argv=None) -> int:
         print(("ok    " if check["passed"] else "FAIL  ") + check["check"])
     print(f"wrote {os.path.join(args.out, 'scoring_checks.json')}")
     return 0 if report["passed"] else 1
-
-
-if __name__ == "__main__":
-    parse_args()  # answer --help and usage errors before importing torch and mmengine
-    from interlace.core.engine.cli import run_cli
-    run_cli(lambda: main())

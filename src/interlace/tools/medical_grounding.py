@@ -1,7 +1,7 @@
 """Where do a trained MGCA's location words look? Token attention against finding masks.
 
 Loads CONFIG's model with CHECKPOINT's weights and, on the validation / test images of a
-generated MIMIC-CXR tree (``tools/make_synthetic.py medical``; it writes the finding masks)
+generated MIMIC-CXR tree (``tools/misc/make_synthetic.py medical``; it writes the finding masks)
 whose report names a located finding, scores the word->patch attention of the side
 ("right" / "left"), zone ("upper" / "lower") and finding ("opacity", "effusion") words:
 
@@ -11,8 +11,8 @@ whose report names a located finding, scores the word->patch attention of the si
   a peak drawn at random (chance, in brackets).
 
 Examples:
-  python tools/make_synthetic.py medical --out /tmp/mimic --studies 300
-  python tools/medical_grounding.py configs/medical/mgca_matching_resnet18_minilm_synthetic.py \\
+  python tools/misc/make_synthetic.py medical --out /tmp/mimic --studies 300
+  python tools/analysis_tools/medical_grounding.py configs/medical/mgca_matching_resnet18_minilm_synthetic.py \\
       work_dirs/medical_check_v3/mgca_matching.pth --data-root /tmp/mimic --out-dir /tmp/ground
 
 Writes ``grounding.json`` and ``token_attention_<finding>.png`` heat maps into --out-dir.
@@ -25,7 +25,7 @@ import os.path as osp
 import sys
 import time
 
-from interlace.core.engine.cli import ToolError, load_config, run_cli
+from interlace.core.engine.cli import ToolError, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         raise FileNotFoundError(f"data root not found: {args.data_root}")
     if not osp.isdir(osp.join(args.data_root, "masks")):
         raise ToolError(f"{args.data_root} has no masks/ folder: grounding needs the finding "
-                        "masks that tools/make_synthetic.py medical writes")
+                        "masks that tools/misc/make_synthetic.py medical writes")
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     if args.max_images < 1:
@@ -97,8 +97,3 @@ def main(argv=None) -> int:
                                  data_root=args.data_root, **result))
     print(f"\nwrote {path}\nheat maps: {', '.join(result['png'])}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.getcwd())  # configs may import project-local modules
-    run_cli(lambda: main())

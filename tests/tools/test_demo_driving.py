@@ -1,24 +1,19 @@
-"""tools/demo_steps/driving.py: the `make demo` driving step (generate, infos, train,
+"""interlace.demo.driving: the `make demo` driving step (generate, infos, train,
 infer, submission, DetectionEval, picture)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 from PIL import Image
 
 from interlace.domains.driving.evaluation.submission import load_submission
-from tests.fixtures.tools import ROOT
 
 
 @pytest.fixture(scope="module")
 def step():
-    spec = importlib.util.spec_from_file_location(
-        "demo_step_driving", ROOT / "tools" / "demo_steps" / "driving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from interlace.demo import driving
+    return driving
 
 
 @pytest.mark.parametrize("name", ["deepinteraction_r50_synthetic_tiny",

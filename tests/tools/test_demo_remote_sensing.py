@@ -1,7 +1,6 @@
-"""tools/demo_steps/remote_sensing.py: the `make demo` remote-sensing step and its scoring."""
+"""interlace.demo.remote_sensing: the `make demo` remote-sensing step and its scoring."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -10,16 +9,12 @@ import rasterio
 from affine import Affine
 from PIL import Image
 
-from tests.fixtures.tools import ROOT
 
 
 @pytest.fixture(scope="module")
 def step():
-    spec = importlib.util.spec_from_file_location(
-        "demo_step_remote_sensing", ROOT / "tools" / "demo_steps" / "remote_sensing.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from interlace.demo import remote_sensing
+    return remote_sensing
 
 
 def _raster(path, data, nodata=255):

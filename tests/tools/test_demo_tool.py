@@ -26,20 +26,9 @@ def test_demo_env_step_prints_a_summary_with_outputs_and_scores():
     assert [s["step"] for s in summary] == ["env"] and summary[0]["ok"]
 
 
-def _import_demo():
-    """tools/demo.py as a module (registered in sys.modules: its dataclass needs that)."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("tool_demo", ROOT / "tools" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_failing_command_stops_its_step_and_fails_the_demo(tmp_path):
-    demo = _import_demo()
+    from interlace.demo import runner as demo
+
     marker = tmp_path / "ran"
     step = demo.Step("broken", "a step whose first command fails",
                      [["python", "-c", "import sys; sys.exit(3)"],

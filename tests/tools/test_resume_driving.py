@@ -4,28 +4,19 @@ resumes with `tools/train.py --resume` to the weights of an uninterrupted run (s
 Slow (three short trainings of the fusion config on a generated 2-scene database): run it
 with `make test-slow` or `pytest -m slow tests/tools/test_resume_driving.py`.
 """
-import importlib.util
-
 import pytest
 import torch
 
+from interlace.demo.driving import training_config
 from tests.domains.driving.test_inference_io import make_tiny_database
-from tests.fixtures.tools import ROOT, run_tool
+from tests.fixtures.tools import run_tool
 
 pytestmark = pytest.mark.slow
 KILLED_EXIT = 17  # tests.fixtures.toy.KillAfterIterHook
 
 
-def _demo_step():
-    spec = importlib.util.spec_from_file_location(
-        "demo_step_driving", ROOT / "tools" / "demo_steps" / "driving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _config(tmp_path, root, kill_at=None) -> str:
-    cfg = _demo_step().training_config("deepinteraction_r50_synthetic_tiny", tmp_path, root, 1)
+    cfg = training_config("deepinteraction_r50_synthetic_tiny", tmp_path, root, 1)
     assert cfg.train_cfg.type == "ResumableEpochBasedTrainLoop"
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=3, by_epoch=False)
     cfg.custom_imports = dict(imports=["tests.fixtures.toy"], allow_failed_imports=False)

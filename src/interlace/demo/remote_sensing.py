@@ -10,8 +10,8 @@
 6. save a PNG preview: RGB composite (B04/B03/B02) | predicted map | label.
 
 Examples:
-  python tools/demo_steps/remote_sensing.py --work-dir work_dirs/demo/remote_sensing
-  python tools/demo_steps/remote_sensing.py --work-dir /tmp/rs --size 32 --dates 2 --tiny
+  python -m interlace.demo.remote_sensing --work-dir work_dirs/demo/remote_sensing
+  python -m interlace.demo.remote_sensing --work-dir /tmp/rs --size 32 --dates 2 --tiny
 
 ``run(work_dir)`` returns (and writes to WORK_DIR/scores.json) the scores and output paths.
 Everything runs in this process (mmengine Runner, the engine), so the imports are paid
@@ -20,9 +20,6 @@ once (earlier scores and times: configs/remote_sensing/skysense/README.md).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,22 +29,14 @@ import numpy as np
 
 from interlace.core.engine.atomic_files import write_json_atomic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, for demo_steps
-from demo_steps import demo_step  # noqa: E402
+from interlace.demo import demo_step
+from interlace.tools import infer as infer_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 PRETRAIN_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_pretrain_synthetic_tiny.py"
 SEGMENT_CONFIG = ROOT / "configs" / "remote_sensing" / "skysense_segment_synthetic_tiny.py"
 HELD_OUT_TILE = "31TGL"  # the segment config's validation tile: never trained on
 DROPS: dict[str, list[str]] = {"all streams": [], "no SAR": ["sar"], "no optical": ["optical"]}
-
-
-def _load_infer_tool():
-    """tools/infer.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("interlace_tool_infer", ROOT / "tools" / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cosine_schedule(epochs: int) -> list[dict]:
@@ -185,7 +174,6 @@ def _run_steps(work_dir: Path, size: int, dates: int, pretrain_epochs: int,
     lap(f"3. fine-tuned {finetune_epochs} epochs from {moved} pre-trained tensors: {checkpoint}", t0)
 
     t0 = time.perf_counter()
-    infer = _load_infer_tool()
     label_path = data_root / "labels" / f"LABEL_{HELD_OUT_TILE}.tif"
     scores: dict[str, Any] = {}
     outputs: dict[str, str] = {}
@@ -193,7 +181,7 @@ def _run_steps(work_dir: Path, size: int, dates: int, pretrain_epochs: int,
         out = maps_dir if not drop else maps_dir.parent / f"maps_drop_{drop[0]}"
         args = [str(SEGMENT_CONFIG), str(checkpoint), str(label_path), "--out", str(out),
                 "--no-progress", "--device", "cpu"] + (["--drop", *drop] if drop else [])
-        if infer.main(args) != 0:
+        if infer_tool.main(args) != 0:
             raise RuntimeError(f"tools/infer.py {' '.join(args)} failed")
         cog = out / f"LABEL_{HELD_OUT_TILE}_classmap.tif"
         result = score_class_map(cog, label_path, num_classes=6)
@@ -236,5 +224,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -17,8 +17,8 @@ on a CPU.
    red) to a PNG.
 
 Examples:
-  python tools/demo_steps/driving.py --work-dir work_dirs/demo/driving
-  python tools/demo_steps/driving.py --work-dir /tmp/drv --scenes 2 --samples-per-scene 2 --tiny
+  python -m interlace.demo.driving --work-dir work_dirs/demo/driving
+  python -m interlace.demo.driving --work-dir /tmp/drv --scenes 2 --samples-per-scene 2 --tiny
 
 ``run(work_dir)`` returns (and writes to WORK_DIR/scores.json) the scores and output
 paths. Everything runs in this process (mmengine Runner, the engine), so the imports are
@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,23 +39,15 @@ from typing import Any, Callable, Optional
 
 from interlace.core.engine.atomic_files import write_json_atomic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, for demo_steps
-from demo_steps import demo_step  # noqa: E402
+from interlace.demo import demo_step
+from interlace.tools import infer as infer_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 CONFIGS = ROOT / "configs" / "driving"
 FUSION = "deepinteraction_r50_synthetic_tiny"
 LIDAR_ONLY = "transfusion_l_synthetic_tiny"
 VERSION = "v1.0-mini"     # the tiny configs' version; its val split is mini_val
 MAX_SWEEPS = 3            # the tiny configs load 3 sweeps
-
-
-def _load_infer_tool():
-    """tools/infer.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("interlace_tool_infer", ROOT / "tools" / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def training_config(name: str, work_dir: Path, data_root: Path, epochs: int):
@@ -96,7 +85,7 @@ def _infer(config: Path, checkpoint: Path, tokens: Path, out: Path, data_root: P
         options.append(f"infer_cfg.writer.modality.use_{name}=False")
     args = [str(config), str(checkpoint), f"@{tokens}", "--out", str(out), "--no-progress",
             "--device", "cpu", "--cfg-options", *options] + (["--drop", *drop] if drop else [])
-    if _load_infer_tool().main(args) != 0:
+    if infer_tool.main(args) != 0:
         raise RuntimeError(f"tools/infer.py {' '.join(args)} failed")
 
 
@@ -262,5 +251,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

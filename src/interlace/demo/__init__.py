@@ -1,5 +1,6 @@
-"""Demo steps that are more than a list of commands: each module exposes
-``run(work_dir: Path) -> dict`` returning its scores and output paths (see tools/demo.py)."""
+"""`make demo` (`tools/demo.py`): :mod:`.runner` runs the steps and prints the summary; the
+steps that are more than a list of commands (:mod:`.driving`, :mod:`.remote_sensing`) each
+expose ``run(work_dir: Path) -> dict`` returning their scores and output paths."""
 from __future__ import annotations
 
 import contextlib

@@ -33,6 +33,11 @@ __all__ = ["ImageLoadError", "CxrCompose", "LoadCxrImaged", "ResizeLongestPadd",
            "CxrNormalized", "build_cxr_transforms", "eval_sizes_from_config",
            "DICOM_SUFFIXES"]
 
+# Smallest side LoadCxrImaged accepts. Real radiographs have thousands of pixels a side
+# and the generated ones 64 or more; a few pixels is an icon or a broken export.
+MIN_IMAGE_SIDE = 8
+
+
 @contextlib.contextmanager
 def _quiet_optional_readers() -> Iterator[None]:
     """LoadImage instantiates every reader MONAI knows; the optional GPU DICOM decoder
@@ -67,17 +72,21 @@ class LoadCxrImaged:
     (modality and VOI LUTs, MONOCHROME1 inverted, palette / RGB / YBR to the same
     luminance) mapped onto 0..255, so one ``CxrNormalized(max_value=255)`` serves both.
     Rows stay first (``reverse_indexing=False``): the usual (H, W) of the picture.
-    Raises :class:`ImageLoadError` naming the file when it is missing, truncated, or
-    cannot be shown (see :func:`.dicom.read_dicom_image`).
+    Raises :class:`ImageLoadError` naming the file when it is missing, truncated,
+    cannot be shown (see :func:`.dicom.read_dicom_image`), or smaller than `min_size`
+    pixels on a side (a thumbnail or an icon, which resizing would blow up into a blur
+    the model reads as an X-ray).
     """
 
     def __init__(self, path_key: str = "img_path", image_key: str = "img",
-                 frame: int | None = None, no_window: NoWindow = "min_max") -> None:
+                 frame: int | None = None, no_window: NoWindow = "min_max",
+                 min_size: int = MIN_IMAGE_SIDE) -> None:
         if no_window not in ("min_max", "stored_range"):
             raise ValueError(f"no_window must be 'min_max' or 'stored_range', not "
                              f"{no_window!r}")
         self.path_key, self.image_key = path_key, image_key
         self.frame, self.no_window = frame, no_window
+        self.min_size = int(min_size)
         with _quiet_optional_readers():
             self._pil = LoadImaged(keys=image_key, image_only=True,
                                    ensure_channel_first=True,
@@ -93,7 +102,7 @@ class LoadCxrImaged:
             pixels = read_dicom_image(path, frame=self.frame, no_window=self.no_window)
             out[self.image_key] = MetaTensor(torch.from_numpy(pixels[None]),
                                              meta={"filename_or_obj": str(path)})
-            return out
+            return self._checked_size(out, path)
         out[self.image_key] = str(path)
         try:
             out = self._pil(out)
@@ -103,6 +112,13 @@ class LoadCxrImaged:
         if image.ndim != 3 or image.shape[0] != 1:
             raise ImageLoadError(f"{path}: expected one grayscale 2D image, got shape "
                                  f"{tuple(image.shape)}")
+        return self._checked_size(out, path)
+
+    def _checked_size(self, out: dict[str, Any], path: Path) -> dict[str, Any]:
+        height, width = out[self.image_key].shape[-2:]
+        if min(height, width) < self.min_size:
+            raise ImageLoadError(f"{path}: image is {height} x {width} pixels, smaller than "
+                                 f"{self.min_size} pixels on a side; not a radiograph")
         return out
 
 

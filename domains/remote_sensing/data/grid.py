@@ -58,7 +58,20 @@ def crs_to_string(crs: CRS) -> str:
 
 
 def grid_of(crs: CRS, transform: Affine, width: int, height: int) -> TileGrid:
-    return TileGrid(CRS.from_user_input(crs), transform, int(width), int(height))
+    """The grid of a raster with this geometry. A rotated (not north-up) geotransform
+    gets the north-up grid covering the raster, with the raster's pixel size, so every
+    window stays an axis-aligned rectangle; the raster itself is then read through a
+    WarpedVRT like any file off the grid (:func:`file_matches_grid`)."""
+    crs = CRS.from_user_input(crs)
+    if transform.b == 0 and transform.d == 0:
+        return TileGrid(crs, transform, int(width), int(height))
+    corners = [transform * (col, row) for col in (0, width) for row in (0, height)]
+    xs, ys = zip(*corners)
+    step = math.hypot(transform.a, transform.d)  # ground size of one column step
+    left, top = min(xs), max(ys)
+    cols = max(1, int(math.ceil((max(xs) - left) / step - 1e-6)))
+    rows = max(1, int(math.ceil((top - min(ys)) / step - 1e-6)))
+    return TileGrid(crs, Affine(step, 0.0, left, 0.0, -step, top), cols, rows)
 
 
 def reproject_grid(grid: TileGrid, crs: Optional[str] = None,

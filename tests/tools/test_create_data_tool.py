@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from interlace.core.engine.cli import ToolError, run_cli
 from interlace.tools import create_data
 from tests.fixtures.tools import run_tool
 
@@ -14,11 +15,10 @@ def test_help_lists_the_nuscenes_command_and_examples():
 
 
 def test_a_missing_root_is_one_line_naming_the_path(tmp_path, capsys):
-    tool = create_data
     missing = tmp_path / "no_such_nuscenes"
     with pytest.raises(SystemExit) as exit_info:
-        tool.run_cli(lambda: tool.main(["nuscenes", "--root", str(missing), "--version",
-                                        "v1.0-mini", "--out", str(tmp_path / "out")]))
+        run_cli(lambda: create_data.main(["nuscenes", "--root", str(missing), "--version",
+                                          "v1.0-mini", "--out", str(tmp_path / "out")]))
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0]
@@ -26,10 +26,9 @@ def test_a_missing_root_is_one_line_naming_the_path(tmp_path, capsys):
 
 
 def test_a_root_without_tables_names_the_missing_folder(tmp_path, capsys):
-    tool = create_data
     with pytest.raises(SystemExit) as exit_info:
-        tool.run_cli(lambda: tool.main(["nuscenes", "--root", str(tmp_path), "--version",
-                                        "v1.0-trainval", "--no-progress"]))
+        run_cli(lambda: create_data.main(["nuscenes", "--root", str(tmp_path), "--version",
+                                          "v1.0-trainval", "--no-progress"]))
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and str(tmp_path / "v1.0-trainval") in error
@@ -41,10 +40,9 @@ def test_writes_train_and_val_infos_and_reports_counts(tmp_path, capsys):
 
     make_synthetic_nuscenes(tmp_path / "db", scenes=2, samples_per_scene=2, version="v1.0-mini",
                             verbose=False)
-    tool = create_data
-    code = tool.main(["nuscenes", "--root", str(tmp_path / "db"), "--version", "v1.0-mini",
-                      "--out", str(tmp_path / "out"), "--max-sweeps", "3", "--extra-tag",
-                      "mini", "--skip-gt-database", "--no-progress"])
+    code = create_data.main(["nuscenes", "--root", str(tmp_path / "db"), "--version",
+                             "v1.0-mini", "--out", str(tmp_path / "out"), "--max-sweeps", "3",
+                             "--extra-tag", "mini", "--skip-gt-database", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "train: 2 samples from 1 scenes" in out and "val: 2 samples from 1 scenes" in out
@@ -55,6 +53,5 @@ def test_writes_train_and_val_infos_and_reports_counts(tmp_path, capsys):
 
 
 def test_a_negative_sweep_count_is_refused():
-    tool = create_data
-    with pytest.raises(tool.ToolError, match="--max-sweeps"):
-        tool.main(["nuscenes", "--root", ".", "--max-sweeps", "-1"])
+    with pytest.raises(ToolError, match="--max-sweeps"):
+        create_data.main(["nuscenes", "--root", ".", "--max-sweeps", "-1"])

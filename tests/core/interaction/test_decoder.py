@@ -101,9 +101,10 @@ def _init_flat(out):
     return pos[..., 1].round().long() * MAP + pos[..., 0].round().long()
 
 
-STEPS = 150  # ~5 s on an idle 2-core CPU
+STEPS = 150  # optimiser steps of the toy training run
 
 
+@pytest.mark.slow  # trains to a target: kept out of the default run
 def test_decoder_refines_positions_on_toy_problem():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

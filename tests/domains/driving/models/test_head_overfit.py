@@ -9,6 +9,7 @@ CODER = dict(pc_range=(-16.0, -16.0, -5.0, 16.0, 16.0, 3.0), voxel_size=(0.25, 0
              out_size_factor=8, post_center_range=(-20.0, -20.0, -10.0, 20.0, 20.0, 10.0))
 
 
+@pytest.mark.slow  # trains to a target: kept out of the default run
 def test_overfits_one_sample_and_the_top_box_lands_on_the_gt():
     head = InteractionDetectionHead(
         in_channels=32, embed_dims=32, num_queries=10, layer_streams=("a", "a"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from interlace.core.engine.registry import HOOKS
 
@@ -15,12 +16,24 @@ class PrototypeFreezeHook(Hook):
     its prototypes frozen during the first ``freeze_epochs`` (MGCA: 1) and then trains them.
 
     The model must have ``set_epoch(epoch)`` (as :class:`MGCA`); DDP wrappers are unwrapped.
+    Under an iteration-based loop (a budgeted run), the epoch is the number of full passes
+    over the training loader so far.
     """
 
     priority = "NORMAL"
 
-    def before_train_epoch(self, runner) -> None:
+    @staticmethod
+    def _model(runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not hasattr(model, "set_epoch"):
             raise AttributeError(f"PrototypeFreezeHook: {type(model).__name__} has no set_epoch")
-        model.set_epoch(runner.epoch)
+        return model
+
+    def before_train_epoch(self, runner) -> None:
+        self._model(runner).set_epoch(runner.epoch)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if isinstance(runner.train_loop, EpochBasedTrainLoop):
+            return  # the epoch hook keeps count
+        passes = runner.iter // max(1, len(runner.train_dataloader))
+        self._model(runner).set_epoch(passes)

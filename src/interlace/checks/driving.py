@@ -36,5 +36,5 @@ def prepare_data(data: dict) -> dict:
     sizes = {}
     for split in ("train", "val"):
         from interlace.domains.driving.data.info_files import load_info_file
-        sizes[split] = len(load_info_file(osp.join(root, f"nuscenes_infos_{split}.pkl"))["data_list"])
+        sizes[split] = len(load_info_file(osp.join(root, f"nuscenes_infos_{split}.pkl"))[1])
     return dict(root=str(root), **wanted, **{f"{k}_samples": v for k, v in sizes.items()})

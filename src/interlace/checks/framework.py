@@ -92,11 +92,14 @@ def score_thresholds(thresholds: list[dict], results: dict[str, dict]) -> list[d
     """Each threshold with its value and whether it holds."""
     rows = []
     for threshold in thresholds:
-        value = evaluate_expression(threshold["value"], results)
         low, high = threshold.get("min"), threshold.get("max")
-        holds = (low is None or value >= low) and (high is None or value <= high)
+        try:
+            value, error = evaluate_expression(threshold["value"], results), None
+        except CheckError as missing:  # a metric the run did not produce fails, named
+            value, error = float("nan"), str(missing)
+        holds = error is None and (low is None or value >= low) and (high is None or value <= high)
         rows.append(dict(name=threshold["name"], expression=threshold["value"], value=value,
-                         min=low, max=high, holds=bool(holds)))
+                         min=low, max=high, holds=bool(holds), error=error))
     return rows
 
 
@@ -147,8 +150,8 @@ def format_markdown(report: dict) -> str:
         bound = " and ".join(part for part in (
             f">= {row['min']}" if row["min"] is not None else "",
             f"<= {row['max']}" if row["max"] is not None else "") if part)
-        lines.append(f"| {row['name']} (`{row['expression']}`) | {row['value']:.4g} | {bound} "
-                     f"| {'PASS' if row['holds'] else 'FAIL'} |")
+        verdict = "PASS" if row["holds"] else f"FAIL{': ' + row['error'] if row['error'] else ''}"
+        lines.append(f"| {row['name']} | {row['value']:.4g} | {bound} | {verdict} |")
     commands = [step["command"] for step in report["steps"].values() if step.get("command")]
     if commands:
         lines += ["", "Each training step is this command:", "", "```bash", *commands, "```"]

@@ -1,0 +1,20 @@
+# MGCA whose token level is cross-sample word-region matching, pre-trained for the medical check (python tools/check.py medical) on its
+# generated MIMIC-CXR-JPG set (1,500 studies at 192 px): 15 minutes of this process's CPU
+# time, lr warm-up over the first 10 % then cosine to 0 over the budget.
+_base_ = ["../mgca_matching_resnet18_minilm_synthetic.py"]
+
+data_root = "data/checks/mimic_synthetic"
+train_dataloader = dict(dataset=dict(data_root=data_root))
+train_cfg = dict(_delete_=True, type="IterBasedTrainLoop", max_iters=10 ** 9)
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+param_scheduler = []
+custom_hooks = [dict(type="PrototypeFreezeHook"),
+                dict(type="TimeBudgetHook", max_minutes=15, clock="cpu", warmup=0.1,
+                     warmup_start=0.01)]
+default_hooks = dict(
+    checkpoint=dict(type="CheckpointHook", interval=10 ** 9, by_epoch=False, save_last=False),
+    logger=dict(type="LoggerHook", interval=20))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)

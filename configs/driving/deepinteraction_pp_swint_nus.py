@@ -2,7 +2,7 @@
 # deepinteraction_r50_nus.py with a Swin-T camera backbone (embed 96, depths 2-2-6-2) +
 # FPN at strides 4 and 8, two BEV levels (180 x 180 and 90 x 90) in the interaction
 # encoder, look-forward-twice centre refinement in the decoder, and 9 epochs.
-#   python tools/merge_checkpoints.py configs/driving/deepinteraction_pp_swint_nus.py \
+#   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_pp_swint_nus.py \
 #       --lidar work_dirs/transfusion_l_nus/epoch_20.pth \
 #       --image swin_tiny_patch4_window7_224.pth --out work_dirs/deepinteraction_pp_init.pth
 _base_ = ["./deepinteraction_r50_nus.py"]

@@ -4,8 +4,8 @@
 # 2-layer x 128 dual-stream interaction encoder (FFN 512), 200 queries, decoder layers
 # LiDAR, then camera / LiDAR alternating (1 + 4), the LiDAR-only heatmap averaged into the
 # query selection; AdamW + cyclic LR for 6 epochs, CBGS.
-# Initialise from TransFusion-L + an ImageNet ResNet-50 (tools/merge_checkpoints.py):
-#   python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_nus.py \
+# Initialise from TransFusion-L + an ImageNet ResNet-50 (tools/model_converters/):
+#   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_nus.py \
 #       --lidar work_dirs/transfusion_l_nus/epoch_20.pth --image resnet50-0676ba61.pth \
 #       --out work_dirs/deepinteraction_r50_init.pth
 #   python tools/train.py configs/driving/deepinteraction_r50_nus.py \

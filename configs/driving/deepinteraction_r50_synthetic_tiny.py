@@ -5,7 +5,7 @@
 # to deepinteraction_r50_nus.py; the backbone is ResNet-18 for CPU time.
 #   python tools/train.py configs/driving/deepinteraction_r50_synthetic_tiny.py
 # Two-stage start (train the LiDAR-only config first):
-#   python tools/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
+#   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
 #       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
 # Both stages, scored against each other on held-out generated scenes (results:
 # configs/driving/deepinteraction/README.md):

@@ -1,5 +1,5 @@
 # A CPU-sized MGCA run on the synthetic MIMIC-CXR tree, to check the pipeline end to end:
-#   python tools/make_synthetic.py medical --out data/synthetic_mimic --studies 64
+#   python tools/misc/make_synthetic.py medical --out data/synthetic_mimic --studies 64
 # Tiny ResNet-18, a randomly initialised 2-layer BERT with a character-level vocabulary
 # (no download), 64 px images, a few epochs.
 _base_ = ["./mgca_resnet50_mimic.py"]

@@ -1,5 +1,5 @@
 # A CPU-sized segmentation run on the synthetic MIMIC-CXR tree and its masks:
-#   python tools/make_synthetic.py medical --out data/synthetic_mimic --studies 200
+#   python tools/misc/make_synthetic.py medical --out data/synthetic_mimic --studies 200
 #   python tools/train.py configs/medical/unet_resnet18_synthetic_tiny.py
 # Encoder: random (frozen, so only a smoke test) unless an MGCA tiny checkpoint is given:
 #   --cfg-options model.pretrained=work_dirs/mgca_resnet18_synthetic_tiny/epoch_3.pth

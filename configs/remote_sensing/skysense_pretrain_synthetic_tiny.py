@@ -1,5 +1,5 @@
 # A CPU-sized SkySense pre-training run on the synthetic S1/S2 tiles, to check the pipeline:
-#   python tools/make_synthetic.py remote_sensing --out data/synthetic_s1s2
+#   python tools/misc/make_synthetic.py remote_sensing --out data/synthetic_s1s2
 # Small conv backbones (stride 2), 32 px chips, up to 12 dates, 32 channels, 2 temporal
 # layers, no high-resolution stream.
 _base_ = ["./skysense_paper.py"]

@@ -1,5 +1,5 @@
 # CPU-sized SkySense land-cover segmentation on the synthetic S1/S2 tiles:
-#   python tools/make_synthetic.py remote_sensing --out data/synthetic_s1s2
+#   python tools/misc/make_synthetic.py remote_sensing --out data/synthetic_s1s2
 # Train on tiles 32TNR and 32TPR, validate on 31TGL. 32 px chips, 32 channels, 2 temporal
 # layers, geo-context prototypes (updated during training). Drop a modality at test time
 # with `--cfg-options model.drop_modalities="('sar',)"`.

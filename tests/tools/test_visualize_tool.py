@@ -1,4 +1,4 @@
-"""tools/visualize.py and the projection it relies on: boxes land where the camera sees
+"""tools/misc/visualize.py and the projection it relies on: boxes land where the camera sees
 them, boxes behind a camera are not drawn, GT and predictions get their own colours."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from interlace.domains.driving.data.nuscenes_names import CAMERAS
 from interlace.domains.driving.evaluation.submission import build_submission, write_submission
 from interlace.domains.driving.evaluation.visualization import (GT_COLOUR, PRED_COLOUR,
                                                                 project_box_edges)
-from tests.fixtures.tools import load_tool, run_tool
+from interlace.tools import visualize
+from tests.fixtures.tools import run_tool
 
 # A camera at the LiDAR origin looking along +x: camera z = x, camera x = -y, camera y = -z.
 FRONT_LIDAR2CAM = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
@@ -76,11 +77,10 @@ def count_colour(path, colour, tolerance: int = 40) -> int:
 
 def test_renders_gt_and_predictions_in_their_colours(tmp_path, capsys):
     write_tiny_sample(tmp_path)
-    tool = load_tool("visualize")
     common = ["--info", str(tmp_path / "infos.pkl"), "--data-root", str(tmp_path), "--index", "0"]
-    assert tool.main(common + ["--out", str(tmp_path / "gt.png")]) == 0
-    assert tool.main(common + ["--pred", str(tmp_path / "pred.json"),
-                               "--out", str(tmp_path / "both.png")]) == 0
+    assert visualize.main(common + ["--out", str(tmp_path / "gt.png")]) == 0
+    assert visualize.main(common + ["--pred", str(tmp_path / "pred.json"),
+                                    "--out", str(tmp_path / "both.png")]) == 0
     assert "1 GT boxes, 1 predictions" in capsys.readouterr().out
     assert count_colour(tmp_path / "gt.png", GT_COLOUR) > 200
     assert count_colour(tmp_path / "gt.png", PRED_COLOUR) == 0
@@ -90,24 +90,23 @@ def test_renders_gt_and_predictions_in_their_colours(tmp_path, capsys):
 
 def test_bad_index_and_unknown_token_name_the_info_file(tmp_path):
     write_tiny_sample(tmp_path)
-    tool = load_tool("visualize")
     common = ["--info", str(tmp_path / "infos.pkl"), "--data-root", str(tmp_path),
               "--out", str(tmp_path / "x.png")]
     with pytest.raises(ToolError, match=r"infos.pkl: --index 3 out of range \(0..0\)"):
-        tool.main(common + ["--index", "3"])
+        visualize.main(common + ["--index", "3"])
     with pytest.raises(ToolError, match="infos.pkl: no sample with token nope"):
-        tool.main(common + ["--token", "nope"])
+        visualize.main(common + ["--token", "nope"])
     assert not (tmp_path / "x.png").exists()
 
 
 def test_help_shows_an_example(capsys):
     with pytest.raises(SystemExit) as exited:
-        load_tool("visualize").parse_args(["--help"])
+        visualize.parse_args(["--help"])
     assert exited.value.code == 0
-    assert "python tools/visualize.py --info" in capsys.readouterr().out
+    assert "python tools/misc/visualize.py --info" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_help_runs_as_a_command():
-    result = run_tool("tools/visualize.py", "--help", timeout=120)
+    result = run_tool("tools/misc/visualize.py", "--help", timeout=120)
     assert result.returncode == 0 and "--score-thr" in result.stdout

@@ -1,7 +1,7 @@
 # The generated nuScenes-layout database at CPU size: +-51.2 m (the generator places objects
 # up to their nuScenes evaluation range, 50 m for vehicles, so a smaller range loses boxes that
 # mAP counts), 3 sweeps, 6 cameras resized from 225 x 400 to 96 x 160. Make it with
-#   python tools/make_synthetic.py driving --out data/nuscenes_synthetic --scenes 4 --samples-per-scene 10
+#   python tools/misc/make_synthetic.py driving --out data/nuscenes_synthetic --scenes 4 --samples-per-scene 10
 #   python tools/create_data.py nuscenes --root data/nuscenes_synthetic --version v1.0-mini \
 #       --out data/nuscenes_synthetic --max-sweeps 3
 _base_ = ["../../_base_/default_runtime.py"]

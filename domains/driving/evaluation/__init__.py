@@ -6,7 +6,8 @@
   JSON and scores it with the devkit's ``DetectionEval``.
 - :mod:`.visualization`: BEV + six-camera rendering of GT and predicted boxes.
 - :mod:`.scoring_checks`: GT / augmented GT / random / shifted boxes through the export
-  and DetectionEval, with known expected scores (``tools/check_nuscenes_scoring.py``).
+  and DetectionEval, with known expected scores
+  (``tools/analysis_tools/check_nuscenes_scoring.py``).
 """
 from .box_frames import global_to_lidar, lidar_to_global
 from .nuscenes_metric import NuScenesMetric, run_detection_eval, split_sample_tokens

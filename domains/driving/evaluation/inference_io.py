@@ -7,9 +7,8 @@ How it plugs into ``tools/infer.py`` (see :mod:`interlace.core.engine.batch_infe
   ``@tokens.txt`` (a bare token is not a file, so ``tools/infer.py`` refuses it).
   :func:`write_sample_tokens` writes the list of every sample of an info file::
 
-      python -c "from interlace.domains.driving.evaluation.inference_io import *; \\
-          write_sample_tokens('data/nuscenes_synthetic/nuscenes_infos_val.pkl', \\
-                              'work_dirs/val_tokens.txt')"
+      python tools/analysis_tools/merge_submission.py \\
+          --tokens-from data/nuscenes_synthetic/nuscenes_infos_val.pkl --out work_dirs/val_tokens.txt
       python tools/infer.py configs/driving/deepinteraction_r50_synthetic_tiny_infer.py \\
           CKPT @work_dirs/val_tokens.txt --out work_dirs/preds [--drop camera]
 
@@ -18,9 +17,11 @@ How it plugs into ``tools/infer.py`` (see :mod:`interlace.core.engine.batch_infe
 * :class:`NuScenesSubmissionWriter` writes ``<token>.json``: the sample's boxes already
   in the submission format (global frame, via :func:`~.submission.sample_detections`).
   The engine skips tokens whose file exists, so a killed run resumes sample by sample.
-* :func:`merge_sample_predictions` (``merge_sample_predictions('work_dirs/preds',
-  INFO, 'results_nusc.json')``) gathers the per-sample files into one submission, validated
-  against the info file's samples, for ``DetectionEval`` or the test server.
+* :func:`merge_sample_predictions` gathers the per-sample files into one submission,
+  validated against the info file's samples, for ``DetectionEval`` or the test server::
+
+      python tools/analysis_tools/merge_submission.py work_dirs/preds \\
+          --info data/nuscenes_synthetic/nuscenes_infos_val.pkl --out results_nusc.json
 
 Per-sample file layout::
 

@@ -14,7 +14,7 @@ about the export. Every case is then judged on the same *present-class* numbers
 (``mAP_present``, ``mATE_present``, ...: the classes with GT in the split), never the GT
 cases on one class set and the others on another.
 
-``tools/check_nuscenes_scoring.py`` is the command-line entry point.
+``tools/analysis_tools/check_nuscenes_scoring.py`` is the command-line entry point.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ written by :func:`~interlace.domains.medical.data.make_synthetic_mimic`):
 * the pointing game (:func:`~.token_attention.attention_peak_hits`): how often the peak
   lands on the mask, on the finding's side, in its quadrant, against a random peak.
 
-Used by ``tools/medical_grounding.py`` (a trained checkpoint) and
+Used by ``tools/analysis_tools/medical_grounding.py`` (a trained checkpoint) and
 ``tools/medical_pretraining_check.py`` (after each pre-training run).
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ Layout read by default (each modality's folder, glob and regex are configurable)
     DATA_ROOT/s1/S1_<tile>_<YYYYMMDD>[_<VV|VH>].tif  VV, VH in dB
     DATA_ROOT/hr/HR_<tile>.tif                       optional high-resolution image
     DATA_ROOT/labels/LABEL_<tile>.tif                uint8 classes, 255 = ignore
-    DATA_ROOT/band_stats.json                        optional (tools/compute_band_stats.py)
+    DATA_ROOT/band_stats.json                        optional (compute_band_stats.py in
+                                                     tools/dataset_converters/)
 
 Other layouts (SAFE products, scene folders of COGs, Landsat, polygon labels, S1 in
 linear power) are set by options; see docs/data/remote_sensing.md and :mod:`.layouts`.

@@ -163,13 +163,13 @@ def test_info_file_reader_passes_the_refusal_through(tmp_path):
 
 def test_visualize_and_gt_paste_readers_refuse_too(tmp_path):
     from interlace.domains.driving.data.gt_paste import DataBaseSampler
-    from tests.fixtures.tools import load_tool
+    from interlace.tools import visualize
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"data_list": [], "x": _RunsShell(marker)}))
     with pytest.raises(UnsafePickleError, match=r"evil\.pkl"):
-        load_tool("visualize").load_infos(str(path))
+        visualize.load_infos(str(path))
     with pytest.raises(UnsafePickleError, match=r"evil\.pkl"):
         DataBaseSampler(path, tmp_path, sample_groups={"car": 1})
     assert not marker.exists()

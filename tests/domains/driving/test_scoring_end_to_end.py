@@ -147,7 +147,7 @@ def test_scoring_checks_and_visualization_on_generated_data(tmp_path):
     assert table["gt"]["mAP_present"] >= 0.99 and table["random"]["mAP"] < 0.05
     if not report["classes_without_gt"]:
         assert table["gt"]["mAP"] >= 0.99
-    drawn = run_tool("tools/visualize.py", "--info", data / "nuscenes_infos_val.pkl",
+    drawn = run_tool("tools/misc/visualize.py", "--info", data / "nuscenes_infos_val.pkl",
                      "--data-root", data, "--index", 0, "--pred",
                      tmp_path / "checks" / "gt_shifted_1m" / "results_nusc.json",
                      "--out", tmp_path / "vis.png", timeout=300)

@@ -8,7 +8,7 @@ a 512-channel 180 x 180 map at stride 8 over [-54, 54] m.
 Why one module: the LiDAR-only (TransFusion-L) detector and DeepInteraction share this
 stream, so its parameters carry the same names (``lidar_encoder.*``) in both checkpoints
 and the first training stage's weights load into the second stage key by key
-(``tools/merge_checkpoints.py``).
+(``tools/model_converters/merge_checkpoints.py``).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ LiDAR-only ablation (Bai et al., "TransFusion", CVPR 2022, the L variant).
 LiDAR stream -> BEV (B, 512, 180, 180 at paper settings) -> InteractionDetectionHead with
 every decoder layer on the BEV (``layer_streams=('a',)``: TransFusion-L's single decoder
 layer). Its ``lidar_encoder.*`` and ``bbox_head.*`` weights seed DeepInteraction
-(``tools/merge_checkpoints.py``).
+(``tools/model_converters/merge_checkpoints.py``).
 """
 from __future__ import annotations
 

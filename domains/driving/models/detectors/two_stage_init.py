@@ -2,7 +2,7 @@
 LiDAR stream and head, plus an image-backbone checkpoint, renamed to the keys of a
 :class:`DeepInteractionDetector` (the published schedule starts from a LiDAR-only
 checkpoint merged with an image-backbone checkpoint; docs/methods/deepinteraction.md).
-``tools/merge_checkpoints.py`` is the command line around :func:`merge_two_stage`.
+``tools/model_converters/merge_checkpoints.py`` is the command line around :func:`merge_two_stage`.
 
 Where each detector key comes from:
 

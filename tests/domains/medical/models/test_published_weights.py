@@ -168,7 +168,7 @@ def test_converted_checkpoint_is_an_interlace_checkpoint_for_the_probe(mgca_resn
         model=_mgca(mgca_resnet["tokenizer"]))
     assert summary["counts"] == dict(loaded=468, missing=1, unexpected=8, shape_mismatched=0,
                                      dropped=1)
-    model = _mgca(mgca_resnet["tokenizer"])  # what tools/linear_probe.py does
+    model = _mgca(mgca_resnet["tokenizer"])  # what tools/analysis_tools/linear_probe.py does
     report = load_weights(model, tmp_path / "mgca_interlace.pth", strict=False)
     assert not report.missing and not report.unexpected
     _check_encoder(_part(model.state_dict(), "image_encoder."), mgca_resnet)

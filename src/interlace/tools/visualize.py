@@ -3,8 +3,8 @@ truth in green, predictions in red, ego at the origin, range rings) beside the s
 images with the boxes' 3D edges projected in.
 
 Examples:
-  python tools/visualize.py --info data/nuscenes/nuscenes_infos_val.pkl --data-root data/nuscenes --index 0 --out vis/sample0.png
-  python tools/visualize.py --info data/nuscenes/nuscenes_infos_val.pkl --data-root data/nuscenes --token 3e8750f331d7499e9b5123e9eb70f2e2 --pred work_dirs/run1/results_nusc.json --score-thr 0.3 --out vis/pred.png
+  python tools/misc/visualize.py --info data/nuscenes/nuscenes_infos_val.pkl --data-root data/nuscenes --index 0 --out vis/sample0.png
+  python tools/misc/visualize.py --info data/nuscenes/nuscenes_infos_val.pkl --data-root data/nuscenes --token 3e8750f331d7499e9b5123e9eb70f2e2 --pred work_dirs/run1/results_nusc.json --score-thr 0.3 --out vis/pred.png
 
 The info file is an mmdet3d v1.x `nuscenes_infos_*.pkl` (Interlace's or mmdet3d's own);
 `--pred` is a nuScenes submission JSON (global frame), moved back into the sample's LiDAR
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import sys
 
 
 
@@ -92,10 +91,3 @@ def main(argv=None) -> int:
     drawn = 0 if predictions is None else len(predictions)
     print(f"wrote {out} ({len(info.get('instances', []))} GT boxes, {drawn} predictions)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.getcwd())
-    parse_args()  # answer --help and usage errors before importing torch and mmengine
-    from interlace.core.engine.cli import run_cli
-    run_cli(lambda: main())

@@ -39,8 +39,10 @@ from typing import Literal
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import (apply_color_lut, apply_modality_lut, apply_voi, apply_voi_lut,
                             apply_windowing, as_pixel_options, get_decoder)
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .image_errors import ImageLoadError
 from .luminance import rgb_to_luminance
@@ -85,10 +87,7 @@ def read_dicom_image(path: str | Path, *, frame: int | None = None,
     if no_window not in ("min_max", "stored_range"):
         raise ValueError(f"no_window must be 'min_max' or 'stored_range', not {no_window!r}")
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as error:
-        raise ImageLoadError(f"{path}: not a readable DICOM file ({error})") from error
+    ds = _read_dataset(path)
     if not any(tag in ds for tag in _PIXEL_TAGS):
         raise ImageLoadError(f"{path}: DICOM has no pixel data (no PixelData element)")
     stored, photometric = _decode_frame(path, ds, frame)
@@ -102,6 +101,29 @@ def read_dicom_image(path: str | Path, *, frame: int | None = None,
         raise ImageLoadError(f"{path}: cannot apply the DICOM display LUTs to its "
                              f"{photometric} pixels ({type(error).__name__}: {error})"
                              ) from error
+
+
+def _read_dataset(path: Path) -> Dataset:
+    """The dataset of `path`, also when it lacks the 128-byte preamble and file meta (old
+    ACR-NEMA style exports): pydicom then guesses the encoding, which names the transfer
+    syntax of its uncompressed pixels."""
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError as first:
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception:
+            ds = None
+        if ds is None or not any(tag in ds for tag in _PIXEL_TAGS) or "Rows" not in ds:
+            raise ImageLoadError(f"{path}: not a readable DICOM file ({first})") from first
+    except Exception as error:
+        raise ImageLoadError(f"{path}: not a readable DICOM file ({error})") from error
+    implicit, little = ds.original_encoding
+    if not ds.file_meta.get("TransferSyntaxUID"):
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else
+                                          ExplicitVRBigEndian)
+    return ds
 
 
 def _decode_frame(path: Path, ds: Dataset, frame: int | None) -> tuple[np.ndarray, str]:

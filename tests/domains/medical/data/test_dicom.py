@@ -303,3 +303,20 @@ def test_missing_codec_names_the_file_and_the_plugins(tmp_path, monkeypatch):
     with pytest.raises(ImageLoadError,
                        match=r"needs_codec\.dcm: no installed codec for RLE Lossless.*pylibjpeg"):
         read_dicom_image(path)
+
+
+# ------------------------------------------------------------------------ file header
+def test_file_without_preamble_and_meta_is_read_and_junk_is_named(tmp_path):
+    # old ACR-NEMA style exports: the dataset alone, implicit VR little endian
+    stored = _chest()
+    ds = _dataset(stored)
+    del ds.file_meta
+    path = tmp_path / "no_meta.dcm"
+    ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+    with_meta = _save(_dataset(stored), tmp_path / "with_meta.dcm")
+    np.testing.assert_array_equal(read_dicom_image(path), read_dicom_image(with_meta))
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"\x00" * 300)
+    with pytest.raises(ImageLoadError, match=r"junk\.dcm: not a readable DICOM file"):
+        read_dicom_image(junk)

@@ -1,4 +1,5 @@
-"""The built wheel holds every package under core/ and domains/, mapped under `interlace`."""
+"""The built wheel holds every package under src/interlace, core/ and domains/, mapped under
+`interlace`."""
 import shutil
 import subprocess
 import sys
@@ -21,14 +22,15 @@ def IGNORED(directory: str, names: list[str]) -> set[str]:
 
 
 def _source_packages() -> set[str]:
-    """Every folder under core/ and domains/ that holds Python files, as a dotted name."""
+    """Every folder under src/interlace, core/ and domains/ that holds Python files, as the
+    dotted name it installs under."""
     found = set()
-    for top in ("core", "domains"):
+    for top, prefix in (("src/interlace", ()), ("core", ("core",)), ("domains", ("domains",))):
         for py in (ROOT / top).rglob("*.py"):
             if "__pycache__" in py.parts:
                 continue
-            rel = py.parent.relative_to(ROOT)
-            found.add("interlace." + ".".join(rel.parts))
+            rel = py.parent.relative_to(ROOT / top)
+            found.add(".".join(("interlace",) + prefix + rel.parts))
     return found
 
 
@@ -57,6 +59,9 @@ def test_wheel_maps_core_and_domains_under_interlace(wheel):
     assert "interlace/__init__.py" in names and "interlace/info.py" in names
     assert "interlace/core/engine/registry.py" in names
     assert "interlace/domains/__init__.py" in names
+    # the package code of the tools, the benchmarks and the demo (tools/ calls it)
+    assert {"interlace/tools/infer.py", "interlace/benchmarks/runner.py",
+            "interlace/demo/runner.py"} <= set(names)
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top_level == {"interlace"}, f"the wheel installs other top-level names: {top_level}"
 

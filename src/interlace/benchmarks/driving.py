@@ -1,7 +1,7 @@
 """DeepInteraction++ end-to-end benchmark (`tools/analysis_tools/benchmark.py driving`):
-the paper-size model (configs/driving/deepinteraction_pp_swint_nus.py: Swin-T + FPN, 6 x 448 x 800
-images, 10 sweeps, 1440 x 1440 x 41 sparse grid, 180 x 180 BEV) on one generated
-nuScenes-scale sample, per stage, in fp32 and under bf16 autocast.
+the paper-size model (configs/driving/deepinteraction_pp_swint_nus.py: Swin-T + FPN,
+6 x 448 x 800 images, 10 sweeps, 1440 x 1440 x 41 sparse grid, 180 x 180 BEV) on one
+generated nuScenes-scale sample, per stage, in fp32 and under bf16 autocast.
 
 Data: ``make_synthetic_nuscenes(scale='nuscenes')``, 1 scene x 2 key frames (~34k points
 per sweep, six 1600 x 900 JPEGs) and its info files (10 sweeps), written once to a cache

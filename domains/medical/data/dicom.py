@@ -48,7 +48,7 @@ from .image_errors import ImageLoadError
 from .luminance import rgb_to_luminance
 
 __all__ = ["DICOM_SUFFIXES", "NoWindow", "read_dicom_image", "number_of_frames",
-           "RGB_PHOTOMETRICS", "GRAYSCALE_PHOTOMETRICS"]
+           "is_dicom_file", "RGB_PHOTOMETRICS", "GRAYSCALE_PHOTOMETRICS"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NoWindow = Literal["min_max", "stored_range"]
@@ -57,6 +57,27 @@ GRAYSCALE_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 # the JPEG 2000 codec undoes its colour transform).
 RGB_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+# Pictures Pillow reads; any other name (none, or a UID's last digits as archives name
+# files) is checked for the DICOM preamble.
+_PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """A ``.dcm`` / ``.dicom`` name, or a file of another name (``IM0001``,
+    ``1.2.840.113619.2.55.3.1``) whose bytes 128-131 are ``DICM``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix in _PICTURE_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def number_of_frames(ds: Dataset) -> int:

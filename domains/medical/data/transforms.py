@@ -25,7 +25,7 @@ from monai.transforms import Randomizable
 
 from interlace.core.engine.registry import TRANSFORMS
 
-from .dicom import DICOM_SUFFIXES, NoWindow, read_dicom_image
+from .dicom import DICOM_SUFFIXES, NoWindow, is_dicom_file, read_dicom_image
 from .image_errors import ImageLoadError
 from .luminance import pil_to_grayscale
 
@@ -71,6 +71,8 @@ class LoadCxrImaged:
     Pillow's ``convert('L')``. DICOM: :func:`.dicom.read_dicom_image`, the displayed image
     (modality and VOI LUTs, MONOCHROME1 inverted, palette / RGB / YBR to the same
     luminance) mapped onto 0..255, so one ``CxrNormalized(max_value=255)`` serves both.
+    DICOM is told by a ``.dcm`` / ``.dicom`` name or, for other names (``IM0001``, UIDs),
+    by its ``DICM`` preamble (:func:`.dicom.is_dicom_file`).
     Rows stay first (``reverse_indexing=False``): the usual (H, W) of the picture.
     Raises :class:`ImageLoadError` naming the file when it is missing, truncated,
     cannot be shown (see :func:`.dicom.read_dicom_image`), or smaller than `min_size`
@@ -98,7 +100,7 @@ class LoadCxrImaged:
         if not path.is_file():
             raise ImageLoadError(f"{path}: image file does not exist")
         out = dict(sample)
-        if path.suffix.lower() in DICOM_SUFFIXES:
+        if is_dicom_file(path):
             pixels = read_dicom_image(path, frame=self.frame, no_window=self.no_window)
             out[self.image_key] = MetaTensor(torch.from_numpy(pixels[None]),
                                              meta={"filename_or_obj": str(path)})

@@ -320,3 +320,13 @@ def test_file_without_preamble_and_meta_is_read_and_junk_is_named(tmp_path):
     junk.write_bytes(b"\x00" * 300)
     with pytest.raises(ImageLoadError, match=r"junk\.dcm: not a readable DICOM file"):
         read_dicom_image(junk)
+
+
+def test_dicom_named_like_an_archive_is_found_by_its_preamble(tmp_path):
+    stored = _chest()
+    named = _save(_dataset(stored), tmp_path / "a.dcm")
+    for name in ("IM000001", "1.2.840.113619.2.55.3.604688119.868"):
+        path = _save(_dataset(stored), tmp_path / name)
+        torch.testing.assert_close(LoadCxrImaged()({"img_path": str(path)})["img"],
+                                   LoadCxrImaged()({"img_path": str(named)})["img"])
+    assert not dicom_module.is_dicom_file(tmp_path / "missing")

@@ -7,7 +7,10 @@ order to every source key, the source keys that have no target by design (``drop
 classifier head, buffers a module rebuilds), value rules for tensors whose layout differs,
 and an optional whole-dict step (``prepare``) for changes that touch several keys. The maps
 are written relative to the wrapper (``resnet.*``), so a wrapper anywhere in a model is
-found by its key prefix (:func:`find_target_prefix`). ``docs/weights.md`` has the tables.
+found by its key prefix (:func:`.weight_conversion.find_target_prefix`, which also holds
+the loader). Whole-model checkpoints are :class:`CheckpointMap` s of these maps under
+prefixes (a domain registers its own in :data:`CHECKPOINT_MAPS`, e.g. the medical models'
+``mgca``). ``docs/weights.md`` has the tables.
 
 ===================  ==========================================  ===========================
 layout               source keys (published)                     Interlace keys
@@ -44,10 +47,6 @@ token too, MONAI's ViT adds one to the patches only, so the CLS row is folded in
 never reported missing. A first convolution given RGB weights for a one-channel input
 (chest X-rays) gets the sum over the three input channels (``input_convs``): the same
 response to a grey image repeated into RGB.
-
-What a load did is a :class:`WeightLoadReport`: loaded, missing (model keys without a
-value), unexpected (source keys whose mapped name the model lacks), shape-mismatched
-(skipped), dropped (by the map), channel-summed.
 """
 from __future__ import annotations
 

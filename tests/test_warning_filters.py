@@ -1,5 +1,6 @@
 """interlace.warning_filters: known third-party warnings are silenced by message and
 module only; any other warning of the same category still shows."""
+import logging
 import os
 import re
 import subprocess
@@ -8,8 +9,9 @@ import warnings
 
 import pytest
 
-from interlace.warning_filters import (KNOWN_THIRD_PARTY_WARNINGS, filterwarnings_lines,
-                                       ignore_known_warnings, parse_filter, pythonwarnings)
+from interlace.warning_filters import (KNOWN_THIRD_PARTY_WARNINGS, KnownLogMessageFilter,
+                                       filterwarnings_lines, ignore_known_warnings, parse_filter,
+                                       pythonwarnings)
 
 JIT = "ignore:`torch.jit.script` is deprecated:DeprecationWarning:torch.jit._script"
 
@@ -71,3 +73,15 @@ def test_child_processes_get_the_filters_and_the_users_own_keep_precedence():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=60)
     assert "an unknown deprecation" in proc.stderr and "torch.jit.script" not in proc.stderr
+
+
+def test_log_filter_drops_only_the_known_messages():
+    keep = KnownLogMessageFilter()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("mmengine", logging.WARNING, "x.py", 1, message, None, None)
+
+    assert not keep.filter(record('"FileClient" will be deprecated in future. Please use io'))
+    assert not keep.filter(record('"HardDiskBackend" is the alias of "LocalBackend" and ...'))
+    assert keep.filter(record('"FileClient" is used by our own hook'))  # not the known text
+    assert keep.filter(record("loss is NaN at iteration 3"))

@@ -178,9 +178,12 @@ def build_runner(cfg: Config):
     install_safe_checkpoint_loader()
     install_atomic_checkpoint_saver()
     add_default_hooks(cfg)
-    if "runner_type" not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    # mmengine logs deprecations of its own API on every run (CheckpointHook's FileClient);
+    # a tool's output keeps only what concerns the user.
+    from interlace.warning_filters import KnownLogMessageFilter
+    runner.logger.addFilter(KnownLogMessageFilter())
+    return runner
 
 
 def is_main_process() -> bool:

@@ -12,16 +12,22 @@ this project cannot change; a warning our own code causes is fixed, not filtered
 Used by ``tests/conftest.py`` (added to pytest's ``filterwarnings``) and by
 ``tools/demo.py`` (``PYTHONWARNINGS`` of the commands it runs); an entry point can call
 :func:`ignore_known_warnings`.
+
+mmengine reports some of its own deprecations through its logger instead of the warnings
+module; :class:`KnownLogMessageFilter` drops those (the runner's logger gets it when
+``interlace.core.engine.cli.build_runner`` builds a runner).
 """
 from __future__ import annotations
 
 import builtins
+import logging
 import re
 import warnings
 from typing import NamedTuple, Optional
 
-__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "WarningFilter", "parse_filter",
-           "ignore_known_warnings", "pythonwarnings", "filterwarnings_lines"]
+__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "KNOWN_THIRD_PARTY_LOG_MESSAGES", "WarningFilter",
+           "parse_filter", "ignore_known_warnings", "pythonwarnings", "filterwarnings_lines",
+           "KnownLogMessageFilter"]
 
 KNOWN_THIRD_PARTY_WARNINGS: tuple[str, ...] = (
     # torch deprecates TorchScript, and torch.distributed.optim scripts its functional
@@ -32,6 +38,13 @@ KNOWN_THIRD_PARTY_WARNINGS: tuple[str, ...] = (
     "ignore:'locale.getdefaultlocale' is deprecated:DeprecationWarning:ccimport.buildtools.writer",
     # spconv 2.3's SparseConvTensor.dense() indexes with a list (its own code, harmless).
     "ignore:Using a non-tuple sequence for multidimensional indexing:UserWarning:",
+)
+
+# Starts of log messages mmengine prints (print_log, level WARNING) about its own API.
+KNOWN_THIRD_PARTY_LOG_MESSAGES: tuple[str, ...] = (
+    # mmengine's CheckpointHook builds a FileClient on every run, whatever the config says.
+    '"FileClient" will be deprecated in future.',
+    '"HardDiskBackend" is the alias of "LocalBackend"',
 )
 
 
@@ -83,3 +96,15 @@ def filterwarnings_lines() -> list[str]:
         lines.append(f"{f.action}:{re.escape(f.message)}:{f.category.__name__}:"
                      f"{re.escape(f.module)}")
     return lines
+
+
+class KnownLogMessageFilter(logging.Filter):
+    """Drops log records whose message starts with one of `messages` (default
+    :data:`KNOWN_THIRD_PARTY_LOG_MESSAGES`); every other record passes."""
+
+    def __init__(self, messages: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__()
+        self.messages = tuple(messages or KNOWN_THIRD_PARTY_LOG_MESSAGES)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.messages)

@@ -9,7 +9,7 @@ file                                           loaded  missing  unexpected  drop
 =============================================  ======  =======  ==========  =======
 torchvision resnet50 (bare state dict)         318     0        0           2 fc
 mmdet detector (state_dict, backbone.)         318     0        0           0
-mmpretrain resnet50 (state_dict, backbone.)    318     0        0           2 head
+mmpretrain resnet50 (state_dict, backbone.)    318     0        0           0
 official Swin-T ('model')                      171     6        0           19
 timm >= 0.9 Swin-T                             171     6        0           2 head.fc
 timm Swin-T features_only (layers_i)           169     8        0           0
@@ -78,18 +78,14 @@ def test_torchvision_resnet50_file(resnet_source, tmp_path):
     ("mmdet", {"neck.lateral_convs.0.conv.weight": torch.zeros(256, 256, 1, 1),
                "rpn_head.rpn_conv.weight": torch.zeros(256, 256, 3, 3)}, 0),
     ("mmpretrain", {"head.fc.weight": torch.zeros(1000, 2048), "head.fc.bias": torch.zeros(1000)},
-     2),
+     0),
 ])
 def test_mmdet_and_mmpretrain_resnet50_checkpoints(resnet_source, tmp_path, flavour, extra,
                                                    dropped):
     ours, torchvision = resnet_source
     state = OrderedDict(("backbone." + k, v) for k, v in torchvision.items()
                         if not k.startswith("fc."))
-    if flavour == "mmpretrain":  # its classifier sits beside the backbone as head.fc
-        state = OrderedDict(("backbone." + k if k.startswith("head") else k, v)
-                            for k, v in {**state, **extra}.items())
-    else:
-        state.update(extra)
+    state.update(extra)  # the rest of the model sits beside the backbone
     torch.save({"meta": {"mmdet_version": "3.3.0"}, "state_dict": state}, tmp_path / "ckpt.pth")
     backbone = MonaiResNetBackbone(depth=50)
     report = load_published_weights(backbone, tmp_path / "ckpt.pth", source_prefix="backbone.",

@@ -1,1 +1,0 @@
-"""Helpers of the long must-show checks (tools/*_check.py)."""

@@ -18,8 +18,14 @@ img_encoder_q.global_embed.head.k.*    image_global_proj.layers.k.*   same layer
                                                                       BN, ReLU, Linear, BN)
 img_encoder_q.local_embed.head.k.*     image_local_proj.layers.k.*    Conv1d (O, I, 1) ->
                                                                       Linear (O, I)
-text_encoder_q.model.*                 text_encoder.model.*           hf_bert (6 layers of
-                                                                      Bio_ClinicalBERT)
+text_encoder_q.model.*                 text_encoder.model.*           mgca_bert: BLIP's
+                                                                      BertModel with 6
+                                                                      layers of Bio_Clinical-
+                                                                      BERT; its unused
+                                                                      crossattention.* and
+                                                                      position_ids dropped,
+                                                                      a zero token-type
+                                                                      embedding added
 text_encoder_q.global_embed.head.k.*   report_global_proj.layers.k.*  as the image's
 text_encoder_q.local_embed.head.k.*    word_local_proj.layers.k.*     Conv1d -> Linear
 prototype_layer.weight (500, 128)      prototype_loss.prototypes.weight
@@ -34,6 +40,7 @@ Bio_ClinicalBERT folder MGCA was trained from (its vocabulary and config).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Mapping
 
 from torch import Tensor, nn
@@ -56,6 +63,22 @@ GLOBAL_EMBED = KeyMap("mgca_global_embed", "MGCA's GlobalEmbedding -> Projection
 LOCAL_EMBED = KeyMap("mgca_local_embed", "MGCA's LocalEmbedding (kernel-1 Conv1d) -> "
                      "ProjectionHead (Linear)", rules=((r"^head\.", "layers."),),
                      value_rules=((r"^head\.[03]\.weight$", _conv1d_to_linear),))
+def _zero_token_type_embeddings(state: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
+    """BLIP's text BERT (MGCA's) adds no token-type embedding; Hugging Face's BertModel
+    adds row 0 of ``token_type_embeddings``: zeros (2 types, as MGCA's config) make the two
+    compute the same."""
+    out = OrderedDict(state)
+    words = state.get("embeddings.word_embeddings.weight")
+    if words is not None and "embeddings.token_type_embeddings.weight" not in state:
+        out["embeddings.token_type_embeddings.weight"] = words.new_zeros(2, words.shape[1])
+    return out
+
+
+MGCA_BERT = KeyMap("mgca_bert", "MGCA's text model: BLIP's BertModel (med.py) holding the "
+                   "first 6 layers of Bio_ClinicalBERT",
+                   rules=((r"^", "model."),),
+                   drop=(r"position_ids$", r"\.crossattention\.", r"^pooler\."),
+                   prepare=_zero_token_type_embeddings)
 PROTOTYPES = KeyMap("mgca_prototypes", "MGCA's prototype layer",
                     rules=((r"^weight$", "prototypes.weight"),))
 IMAGE_ENCODER_PART = "img_encoder_q.model."
@@ -66,7 +89,7 @@ MGCA_CHECKPOINT = CheckpointMap(
         (IMAGE_ENCODER_PART, "image_encoder.", "auto"),
         ("img_encoder_q.global_embed.", "image_global_proj.", GLOBAL_EMBED),
         ("img_encoder_q.local_embed.", "image_local_proj.", LOCAL_EMBED),
-        ("text_encoder_q.model.", "text_encoder.", "hf_bert"),
+        ("text_encoder_q.model.", "text_encoder.", MGCA_BERT),
         ("text_encoder_q.global_embed.", "report_global_proj.", GLOBAL_EMBED),
         ("text_encoder_q.local_embed.", "word_local_proj.", LOCAL_EMBED),
         ("prototype_layer.", "prototype_loss.", PROTOTYPES),

@@ -7,15 +7,16 @@ Key counts asserted (loaded / missing / unexpected; "dropped" = discarded by the
 ==========================================================  ======  =======  ==========  =======
 file -> receiver                                            loaded  missing  unexpected  dropped
 ==========================================================  ======  =======  ==========  =======
-MGCA ResNet-50 .ckpt (6-layer BERT) -> MGCA                 468     1        8           1
+MGCA ResNet-50 .ckpt (6-layer BERT) -> MGCA                 468     1        8           61
 MGCA ResNet-50 .ckpt -> encoder of the probe's MGCA         318     0        0           0
 MGCA ResNet-50 .ckpt -> CxrSegmenter encoder (strict)       318     0        0           0
 MGCA ViT-B/16 .ckpt -> MGCA's ViT encoder                   150     0        0           0
 ==========================================================  ======  =======  ==========  =======
 
 ResNet-50: 318 = torchvision's 320 minus the fc MGCA replaced by an Identity. MGCA: 318 +
-4 projection heads x 12 (Linear, BN, ReLU, Linear, BN without affine) + BERT (5 embedding
-tensors + 6 layers x 16 = 101; ``position_ids`` dropped) + 1 prototype matrix = 468; the 8
+4 projection heads x 12 (Linear, BN, ReLU, Linear, BN without affine) + BERT (4 embedding
+tensors + a zero token-type embedding + 6 layers x 16 = 101; ``position_ids`` and the 6 x 10
+unused cross-attention tensors of BLIP's BERT dropped) + 1 prototype matrix = 468; the 8
 unexpected are MGCA's two token-attention layers (Interlace's token alignment has no
 parameters); the 1 missing is ``instance_loss.logit_scale``, a buffer of ours. ViT-B/16:
 cls + pos + patch conv (2) + 12 blocks x 12 + final norm (2) = 150.
@@ -98,9 +99,19 @@ def mgca_resnet(tmp_path_factory):
                   _embed(_part(ours, "image_global_proj."), False).items()})
     state.update({"img_encoder_q.local_embed." + k: v for k, v in
                   _embed(_part(ours, "image_local_proj."), True).items()})
+    # MGCA's text model is BLIP's BertModel: no token-type embedding, a position_ids
+    # buffer, and (add_cross_attention) an unused crossattention block in every layer
+    ours["text_encoder.model.embeddings.token_type_embeddings.weight"].zero_()
     state.update({"text_encoder_q.model." + k: v for k, v in
-                  _part(ours, "text_encoder.model.").items()})
+                  _part(ours, "text_encoder.model.").items() if "token_type" not in k})
     state["text_encoder_q.model.embeddings.position_ids"] = torch.arange(64)[None]
+    for layer in range(6):
+        for name, shape in (("self.query", (32, 32)), ("self.key", (32, 32)),
+                            ("self.value", (32, 32)), ("output.dense", (32, 32)),
+                            ("output.LayerNorm", (32,))):
+            prefix = f"text_encoder_q.model.encoder.layer.{layer}.crossattention.{name}"
+            state[prefix + ".weight"] = torch.randn(shape)
+            state[prefix + ".bias"] = torch.randn(shape[0])
     state.update({"text_encoder_q.global_embed." + k: v for k, v in
                   _embed(_part(ours, "report_global_proj."), False).items()})
     state.update({"text_encoder_q.local_embed." + k: v for k, v in
@@ -130,7 +141,7 @@ def test_mgca_resnet50_checkpoint_loads_into_interlace_mgca(mgca_resnet):
     model = _mgca(mgca_resnet["tokenizer"])
     report = load_mgca_weights(model, mgca_resnet["path"])
     assert report.counts() == dict(loaded=468, missing=1, unexpected=8, shape_mismatched=0,
-                                   dropped=1)
+                                   dropped=61)
     assert report.missing == ["instance_loss.logit_scale"]
     assert report.channel_summed == ["image_encoder.resnet.conv1.weight"]
     assert sorted({k.split(".")[0] for k in report.unexpected}) == [
@@ -167,7 +178,7 @@ def test_converted_checkpoint_is_an_interlace_checkpoint_for_the_probe(mgca_resn
         mgca_resnet["path"], tmp_path / "mgca_interlace.pth", "mgca",
         model=_mgca(mgca_resnet["tokenizer"]))
     assert summary["counts"] == dict(loaded=468, missing=1, unexpected=8, shape_mismatched=0,
-                                     dropped=1)
+                                     dropped=61)
     model = _mgca(mgca_resnet["tokenizer"])  # what tools/analysis_tools/linear_probe.py does
     report = load_weights(model, tmp_path / "mgca_interlace.pth", strict=False)
     assert not report.missing and not report.unexpected

@@ -52,7 +52,10 @@ def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     flags = []
     for group in by_device.values():
         # max-abs is NaN / inf exactly when an element is (a 2-norm could overflow)
-        peaks = torch._foreach_norm(group, float("inf"))
+        if hasattr(torch, "_foreach_norm"):  # one kernel per device for all tensors
+            peaks = torch._foreach_norm(group, float("inf"))
+        else:
+            peaks = [t.abs().amax() if t.numel() else t.new_zeros(()) for t in group]
         flags.append(torch.isfinite(torch.stack(peaks)).all().cpu())
     return torch.stack(flags).all() if flags else torch.tensor(True)
 

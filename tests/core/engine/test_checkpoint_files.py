@@ -165,8 +165,8 @@ def test_apply_resume_picks_the_fallback_and_refuses_a_bad_named_file(tmp_path):
 
 # --- through tools/train.py ---------------------------------------------------------------
 
-def _toy_config(tmp_path: Path, hooks: str = "") -> str:
-    path = tmp_path / "toy_iter.py"
+def _toy_config(tmp_path: Path, hooks: str = "", name: str = "toy_iter") -> str:
+    path = tmp_path / f"{name}.py"
     path.write_text(
         f'_base_ = ["{TOY_CONFIG}"]\n'
         'custom_imports = dict(imports=["tests.fixtures.toy", "tests.core.engine.fault_hooks"],'
@@ -186,7 +186,7 @@ def test_train_resume_past_a_truncated_latest_and_refuse_a_named_bad_file(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     # a run killed after iteration 12: iter_5 and iter_10 exist; then iter_10 is damaged
     proc = run_tool("tools/train.py", _toy_config(tmp_path, ", dict(type='KillAfterIterHook', "
-                    "iteration=12)"), "--work-dir", work)
+                    "iteration=12)", name="killed"), "--work-dir", work)
     assert proc.returncode == 17 and (work / "iter_10.pth").is_file(), proc.stderr[-3000:]
     _truncate(work / "iter_10.pth")
 
@@ -215,7 +215,7 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, faul
     os._exit); iter_5 and last_checkpoint stay whole and --resume finishes the run."""
     work = tmp_path / "work"
     proc = run_tool("tools/train.py", _toy_config(tmp_path, ", dict(type='DieWhileSavingHook', "
-                    "iteration=10)"), "--work-dir", work)
+                    "iteration=10)", name="dies_saving"), "--work-dir", work)
     assert proc.returncode == 19, proc.stderr[-3000:]
     assert not (work / "iter_10.pth").exists()
     assert (work / "last_checkpoint").read_text().strip() == str(work / "iter_5.pth")

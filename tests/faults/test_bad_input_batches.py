@@ -89,3 +89,41 @@ def test_medical_bad_images_are_recorded_and_skipped(tmp_path, fault_report):
     _check(out, inputs, {str(tiny): "tiny.png: image is 1 x 1 pixels",
                          str(empty): "empty.jpg: cannot read image"},
            fault_report, "infer: medical bad images (1x1, empty file)")
+
+
+def test_remote_sensing_tile_with_a_rotated_label_is_mapped_north_up(tmp_path, fault_report):
+    """Not an error: a tile whose label raster has a rotated geotransform is mapped on the
+    north-up grid covering it, pixel for pixel (the other tile is untouched)."""
+    import rasterio
+    from mmengine.model import BaseModel
+    from mmengine.structures import BaseDataElement
+
+    from interlace.core.engine.registry import INFERENCE_IO
+    from interlace.domains.remote_sensing.data import make_synthetic_s1s2
+    from interlace.domains.remote_sensing.evaluation import GeoTiffMapWriter
+    from tests.domains.remote_sensing.data.test_crs_and_rotation import _rewrite_transposed
+
+    class LabelEcho(BaseModel):
+        def forward(self, inputs, data_samples=None, mode="tensor"):
+            return [BaseDataElement(metainfo=s.metainfo, pred_sem_seg=s.gt_sem_seg.clamp(max=5))
+                    for s in data_samples]
+
+    root = tmp_path / "data"
+    make_synthetic_s1s2(root, tiles=2, size=32, dates=2, seed=0)
+    labels = sorted((root / "labels").glob("LABEL_*.tif"))
+    with rasterio.open(labels[0]) as src:
+        truth, north_up = src.read(1), src.transform
+    _rewrite_transposed(labels[0])
+    reader = INFERENCE_IO.build(dict(type="SceneWindowReader", data_root=str(root), window=16,
+                                     overlap=4))
+    out = tmp_path / "out"
+    summary = BatchInferenceEngine(LabelEcho(), reader, GeoTiffMapWriter(), str(out),
+                                   show_progress=False).run([str(p) for p in labels])
+    lost = 2 - summary.written
+    with rasterio.open(out / f"{labels[0].stem}_classmap.tif") as got:
+        assert got.transform == north_up
+        mapped = got.read(1)
+    differ = int((mapped[1:-1, 1:-1] != np.clip(truth, None, 5)[1:-1, 1:-1]).sum())
+    fault_report.record("infer: remote sensing rotated label geotransform",
+                        survived=lost == 0 and differ == 0, lost=lost)
+    assert (summary.written, summary.failed, differ) == (2, 0, 0)

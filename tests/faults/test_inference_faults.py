@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from interlace.tools.infer import main as infer_main
 from tests.fixtures.tools import ROOT, tool_env
 from tests.fixtures.toy import FEATURES, ToyRegressor
 
@@ -48,6 +49,14 @@ def _infer(checkpoint, inputs_dir, out, *options) -> subprocess.Popen:
            "--out", str(out), "--no-progress", *map(str, options)]
     return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _rerun(checkpoint, inputs_dir, out, capsys) -> tuple[int, str]:
+    """The same command again, in this process (the fault is gone): (exit code, stdout)."""
+    capsys.readouterr()
+    code = infer_main([CONFIG, str(checkpoint), str(inputs_dir), "--out", str(out),
+                       "--no-progress"])
+    return code, capsys.readouterr().out
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -91,6 +100,12 @@ def _expected(i: int) -> float:
 
 
 @pytest.fixture(autouse=True)
+def _restore_local_rank(monkeypatch):
+    """The tool sets LOCAL_RANK when it is missing (in-process re-runs)."""
+    monkeypatch.setenv("LOCAL_RANK", os.environ.get("LOCAL_RANK", "0"))
+
+
+@pytest.fixture(autouse=True)
 def _same_weights(checkpoint):
     _MODEL.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
 
@@ -118,7 +133,7 @@ def test_two_processes_share_one_output_folder(checkpoint, tmp_path, fault_repor
 
 
 def test_sigterm_mid_run_then_rerun_finishes_only_what_is_missing(checkpoint, tmp_path,
-                                                                  fault_report):
+                                                                  fault_report, capsys):
     inputs = _inputs(tmp_path / "in", 30)
     out = tmp_path / "out"
     proc = _infer(checkpoint, tmp_path / "in", out, "--cfg-options",
@@ -138,7 +153,7 @@ def test_sigterm_mid_run_then_rerun_finishes_only_what_is_missing(checkpoint, tm
     first_whole, corrupt = _check_outputs(out, inputs)
     assert corrupt == 0 and 3 <= first_whole < 30
 
-    code, stdout, _ = _finish(_infer(checkpoint, tmp_path / "in", out))
+    code, stdout = _rerun(checkpoint, tmp_path / "in", out, capsys)
     assert code == 0
     assert f"written: {30 - first_whole}  skipped: {first_whole}  failed: 0" in stdout
     whole, corrupt = _check_outputs(out, inputs)
@@ -147,7 +162,8 @@ def test_sigterm_mid_run_then_rerun_finishes_only_what_is_missing(checkpoint, tm
     assert (whole, corrupt) == (30, 0)
 
 
-def test_sigkill_leaves_claims_that_the_next_run_takes_over(checkpoint, tmp_path, fault_report):
+def test_sigkill_leaves_claims_that_the_next_run_takes_over(checkpoint, tmp_path, fault_report,
+                                                            capsys):
     inputs = _inputs(tmp_path / "in", 12)
     out = tmp_path / "out"
     proc = _infer(checkpoint, tmp_path / "in", out, "--cfg-options",
@@ -159,8 +175,8 @@ def test_sigkill_leaves_claims_that_the_next_run_takes_over(checkpoint, tmp_path
     proc.communicate()
     stale = [p.name for p in out.glob(".*.claim")]
     assert stale, "the killed run held no claim"
-    code, stdout, stderr = _finish(_infer(checkpoint, tmp_path / "in", out))
-    assert code == 0 and "claimed by another run" not in stdout, stdout + stderr[-2000:]
+    code, stdout = _rerun(checkpoint, tmp_path / "in", out, capsys)
+    assert code == 0 and "claimed by another run" not in stdout, stdout
     took_over = [r for r in _manifest(out) if "took_over" in r]
     assert len(took_over) == len(stale) and f"pid {proc.pid}" in took_over[0]["took_over"]
     for tmp in out.glob(".*.tmp*"):  # SIGKILL mid-write can leave one; it is never an output
@@ -179,7 +195,7 @@ def test_sigkill_leaves_claims_that_the_next_run_takes_over(checkpoint, tmp_path
      "was removed or replaced during the run"),
 ])
 def test_output_folder_failure_stops_cleanly_with_a_summary(checkpoint, tmp_path, fault_report,
-                                                            fault, option, reason):
+                                                            capsys, fault, option, reason):
     inputs = _inputs(tmp_path / "in", 10)
     out = tmp_path / "out"
     code, stdout, stderr = _finish(_infer(checkpoint, tmp_path / "in", out, "--cfg-options",
@@ -192,7 +208,7 @@ def test_output_folder_failure_stops_cleanly_with_a_summary(checkpoint, tmp_path
         assert records[-1]["status"] == "failed" and reason in records[-1]["error"]
         assert whole == 4  # s000..s003 before the fault, nothing after
     # The fault gone, the same command finishes the rest.
-    code, stdout, _ = _finish(_infer(checkpoint, tmp_path / "in", out))
+    code, _ = _rerun(checkpoint, tmp_path / "in", out, capsys)
     assert code == 0
     whole_after, corrupt_after = _check_outputs(out, inputs)
     lost = corrupt + corrupt_after + (10 - whole_after) + (4 - whole if fault != "output folder removed" else 0)

@@ -54,11 +54,9 @@ class RandomFlipRotate:
     """
 
     def __init__(self, seed: Optional[int] = None) -> None:
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        else:
-            self.generator.seed()
+        # Without a seed, torch's global generator: seeded by the Runner's `randomness`, so
+        # a training run repeats exactly (with num_workers=0).
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def __call__(self, sample: dict) -> dict:
         turns = int(torch.randint(4, (1,), generator=self.generator))
@@ -112,21 +110,21 @@ class SingleDateView:
     same index (the same pass in the generated data).
 
     Args:
-        random: draw the date anew on every call (training); else fixed per chip.
+        random: draw the date anew on every call (training, from torch's global generator,
+            which the Runner seeds); else fixed per chip.
         seed: seed of the per-chip draw when not `random`.
     """
 
     def __init__(self, random: bool = True, seed: int = 0) -> None:
         self.random, self.seed = random, seed
-        self.generator = torch.Generator()
-        self.generator.seed()
 
     def __call__(self, sample: dict) -> dict:
         dated = sample["s2_doy"] > 0
         options = (~cloudy_dates(sample["s2_valid"]) & dated).nonzero().flatten()
         if len(options) == 0:
             options = torch.arange(sample["s2_valid"].shape[0])
-        generator = self.generator if self.random else chip_generator(sample, self.seed, "date")
+        # random: torch's global generator (seeded by the Runner); else fixed per chip
+        generator = None if self.random else chip_generator(sample, self.seed, "date")
         pick = int(options[int(torch.randint(len(options), (1,), generator=generator))])
         out = dict(sample)
         for name in ("s2", "s1"):

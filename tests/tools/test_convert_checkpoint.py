@@ -39,14 +39,15 @@ def test_help_has_an_example():
     assert "--from torchvision" in result.stdout and "--config" in result.stdout
 
 
-def test_torchvision_file_into_the_tiny_fusion_config(tmp_path):
+def test_torchvision_file_into_the_tiny_fusion_config(tmp_path, capsys):
     source = _torchvision_resnet18(tmp_path / "resnet18-f37072fd.pth")
-    result = run_tool(TOOL, tmp_path / "resnet18-f37072fd.pth", tmp_path / "di_tiny.pth",
-                      "--from", "torchvision", "--config", TINY_FUSION,
-                      "--json", tmp_path / "counts.json")
-    assert result.returncode == 0, result.stderr
-    assert "(torchvision_resnet)" in result.stdout
-    assert "loaded 120, missing 0, unexpected 0, shape_mismatched 0, dropped 2" in result.stdout
+    assert main([str(tmp_path / "resnet18-f37072fd.pth"), str(tmp_path / "di_tiny.pth"),
+                 "--from", "torchvision", "--config", str(TINY_FUSION),
+                 "--json", str(tmp_path / "counts.json")]) == 0
+    out = capsys.readouterr().out
+    assert "(torchvision_resnet)" in out
+    assert "loaded 120, missing 0, unexpected 0, shape_mismatched 0, dropped 2" in out
+    assert '"loaded": 120' in (tmp_path / "counts.json").read_text()
     checkpoint = load_checkpoint_file(str(tmp_path / "di_tiny.pth"), weights_only=True)
     assert checkpoint["meta"]["counts"]["loaded"] == 120
     state = checkpoint["state_dict"]

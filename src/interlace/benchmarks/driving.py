@@ -112,13 +112,11 @@ def dataset_root(scale: str) -> Path:
 
 
 def _info_file(root: Path) -> str:
-    import pickle
+    from interlace.core.engine.safe_pickle import load_pickle
     for split in ("train", "val"):
         path = root / f"nuscenes_infos_{split}.pkl"
-        if path.exists():
-            with open(path, "rb") as f:
-                if len(pickle.load(f)["data_list"]) >= 2:
-                    return path.name
+        if path.exists() and len(load_pickle(path)["data_list"]) >= 2:
+            return path.name
     raise FileNotFoundError(f"no info file with 2 samples under {root}")
 
 

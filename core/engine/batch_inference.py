@@ -37,7 +37,6 @@ Readers and writers are registered in ``INFERENCE_IO``; a config names them in
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -58,18 +57,13 @@ from .inference_io import (InferenceReader, InferenceWriter,  # noqa: F401  (re-
                            StreamingInferenceWriter, TensorFileReader, supports_streaming,
                            to_jsonable)
 from .output_claims import ClaimHeld, OutputClaims
+from .output_folder import (OutputFolder, OutputFolderError, is_folder_errno,  # noqa: F401
+                            remove_temporaries_of)
 
 __all__ = ["InferenceReader", "InferenceWriter", "StreamingInferenceReader",
            "StreamingInferenceWriter", "BatchInferenceEngine", "InferenceSummary",
            "OutputNameConflict", "TensorFileReader", "JsonPredictionWriter", "supports_streaming",
            "OutputFolderError"]
-
-# errno values that mean the output folder itself is failing, not one input.
-_FOLDER_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class OutputFolderError(OSError):
-    """The output folder cannot be written at all (checked before any input runs)."""
 
 
 class _Interrupted(BaseException):
@@ -195,8 +189,8 @@ class BatchInferenceEngine:
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
         self.model, self.reader, self.writer = model, reader, writer
-        self.out_dir = os.path.abspath(out_dir)
-        self.manifest_path = os.path.join(self.out_dir, manifest_name)
+        self.folder = OutputFolder(out_dir, manifest_name)
+        self.out_dir, self.manifest_path = self.folder.path, self.folder.manifest_path
         self.show_progress = show_progress and self.rank == 0
         can_stream = supports_streaming(reader, writer)
         if streaming and not can_stream:
@@ -206,7 +200,6 @@ class BatchInferenceEngine:
         self.streaming = can_stream if streaming is None else bool(streaming)
         self.claims = OutputClaims(stale_after_s=claim_stale_after_s)
         self.handle_signals = handle_signals
-        self._folder_id: Optional[tuple[int, int]] = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -225,7 +218,7 @@ class BatchInferenceEngine:
         inputs = [os.fspath(p) for p in inputs]
         names = self._output_names(inputs)
         mine = list(range(self.rank, len(inputs), self.world_size))
-        self._open_folder()
+        self.folder.open()
         summary = InferenceSummary(manifest_path=self.manifest_path)
         start = time.perf_counter()
         was_training = self.model.training
@@ -250,7 +243,7 @@ class BatchInferenceEngine:
                     self._record(summary, record)
                     advance()
                     if summary.stopped is None:
-                        summary.stopped = self._folder_problem(record)
+                        summary.stopped = self.folder.problem(record)
                     if summary.stopped:
                         break
         except (_Interrupted, KeyboardInterrupt) as stop:  # between inputs
@@ -321,8 +314,10 @@ class BatchInferenceEngine:
                 record["claimed_by"] = held.owner.describe() if held.owner else "unreadable claim"
                 return record
             claimed = out_path
-            if taken is not None:
+            if taken is not None:  # a dead or timed-out run's: its temporaries are garbage
                 record["took_over"] = taken.describe() if taken.pid > 0 else "unreadable claim"
+                if taken.pid > 0:
+                    remove_temporaries_of(out_path, taken.pid)
             if os.path.exists(out_path):  # finished by another process meanwhile
                 record["status"] = "skipped"
             else:
@@ -341,7 +336,7 @@ class BatchInferenceEngine:
         except Exception as error:  # one bad input must not stop the batch
             record["status"] = "failed"
             record["error"] = f"{type(error).__name__}: {error}"[:2000]
-            if _is_folder_errno(error):
+            if is_folder_errno(error):
                 record["folder_error"] = True
         finally:
             if claimed is not None:
@@ -366,28 +361,6 @@ class BatchInferenceEngine:
                                "would be incomplete")
         return stream.count
 
-    def _append_manifest(self, record: dict) -> Optional[str]:
-        """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor,
-        so lines from ranks and processes sharing the manifest never interleave.
-
-        Returns None, or why the line could not be written (it is then logged instead).
-        """
-        if not self._folder_is_ours():
-            return f"output folder {self.out_dir} was removed or replaced during the run"
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        try:
-            fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                written = os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError as error:
-            return f"cannot append to the manifest {self.manifest_path}: {error}"
-        if written != len(line):  # a full disk can cut a write short: drop the piece
-            return (f"the manifest {self.manifest_path} took {written} of {len(line)} bytes "
-                    "(disk full?)")
-        return None
-
     def _record(self, summary: InferenceSummary, record: dict) -> None:
         """Count `record` in `summary` and append it to the manifest (or the log)."""
         status = record["status"]
@@ -396,7 +369,7 @@ class BatchInferenceEngine:
         if status == "failed":
             summary.failures.append((record["input"], record["error"]))
         folder_error = record.pop("folder_error", False)
-        problem = self._append_manifest(record)
+        problem = self.folder.append(record)
         if problem:
             print_log(f"{problem}; record: {json.dumps(record, ensure_ascii=False)}",
                       logger="current", level=logging.ERROR)
@@ -404,35 +377,7 @@ class BatchInferenceEngine:
         if folder_error and summary.stopped is None:
             summary.stopped = f"output folder {self.out_dir} failed: {record['error']}"
 
-    # -- the output folder and signals ----------------------------------------------------
-
-    def _open_folder(self) -> None:
-        """Create the output folder, check the manifest can be appended to, remember
-        the folder's identity (to notice it being removed or replaced mid-run)."""
-        try:
-            os.makedirs(self.out_dir, exist_ok=True)
-            fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            os.close(fd)
-        except OSError as error:
-            raise OutputFolderError(error.errno, f"cannot write to the output folder "
-                                    f"{self.out_dir}: {error.strerror or error}") from None
-        info = os.stat(self.out_dir)
-        self._folder_id = (info.st_dev, info.st_ino)
-
-    def _folder_is_ours(self) -> bool:
-        try:
-            info = os.stat(self.out_dir)
-        except OSError:
-            return False
-        return self._folder_id is None or (info.st_dev, info.st_ino) == self._folder_id
-
-    def _folder_problem(self, record: dict) -> Optional[str]:
-        """Why the run must stop after `record`, judged from the output folder."""
-        if not self._folder_is_ours():
-            return f"output folder {self.out_dir} was removed or replaced during the run"
-        if record["status"] == "failed" and not os.access(self.out_dir, os.W_OK):
-            return f"output folder {self.out_dir} is not writable: {record['error']}"
-        return None
+    # -- signals --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _signals_stop_run(self):
@@ -461,17 +406,6 @@ class BatchInferenceEngine:
         if not self.show_progress:
             return nullcontext(lambda: None)
         return _RichProgress(total, f"inference (rank {self.rank}/{self.world_size})")
-
-
-def _is_folder_errno(error: BaseException) -> bool:
-    """Whether `error` (or what caused it) is a full disk, a quota or a read-only file
-    system: a fault of the output folder, so later inputs would fail the same way."""
-    seen = 0
-    while error is not None and seen < 8:
-        if isinstance(error, OSError) and error.errno in _FOLDER_ERRNOS:
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
 
 
 class _RichProgress:

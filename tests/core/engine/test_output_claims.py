@@ -114,7 +114,9 @@ def test_engine_skips_an_output_a_live_process_claimed_and_takes_a_dead_ones(tmp
         inputs.append(str(folder / f"s{i}.npy"))
     host = OutputClaims().host
     _write_claim(claim_path(str(out / "s0.json")), os.getppid(), host)
-    _write_claim(claim_path(str(out / "s1.json")), _dead_pid(), host)
+    dead = _dead_pid()
+    _write_claim(claim_path(str(out / "s1.json")), dead, host)
+    (out / f".s1.tmp-{dead}-0badf00d.json").write_text('{"half')  # left mid-write
     engine = BatchInferenceEngine(ToyRegressor(), TensorFileReader(), JsonPredictionWriter(),
                                   str(out), show_progress=False)
     summary = engine.run(inputs)
@@ -124,5 +126,6 @@ def test_engine_skips_an_output_a_live_process_claimed_and_takes_a_dead_ones(tmp
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert records[0]["status"] == "claimed" and f"pid {os.getppid()}" in records[0]["claimed_by"]
     assert records[1]["status"] == "written" and "pid" in records[1]["took_over"]
+    assert not (out / f".s1.tmp-{dead}-0badf00d.json").exists()  # the dead run's temporary
     # Only the live process's claim is left; ours are released.
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".claim")) == [".s0.json.claim"]

@@ -32,21 +32,18 @@ import os
 from collections import OrderedDict
 from typing import Callable, Mapping, Optional
 
-import torch
-from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from interlace.core.engine.checkpoint import (CheckpointError, LoadReport, PathLike,
-                                              extract_state_dict, load_checkpoint_file)
-from interlace.core.engine.weight_conversion import (DERIVED_BUFFERS, convert_state_dict,
-                                                     detect_layout, swin_unfold_to_concat)
+from interlace.core.engine.checkpoint import CheckpointError, LoadReport, PathLike
+from interlace.core.engine.weight_conversion import (convert_state_dict, copy_converted,
+                                                     detect_layout, read_state_dict,
+                                                     swin_unfold_to_concat)
 
 __all__ = ["SWIN_FORMATS", "convert_resnet_state_dict", "convert_swin_state_dict",
            "detect_swin_format", "load_converted_weights", "swin_unfold_to_concat"]
 
 SWIN_FORMATS = ("official", "timm", "mmdet")
 StateDict = Mapping[str, Tensor]
-_DERIVED_BUFFERS = DERIVED_BUFFERS
 
 
 def convert_resnet_state_dict(state: StateDict) -> tuple["OrderedDict[str, Tensor]", list[str]]:
@@ -104,34 +101,7 @@ def load_converted_weights(module: nn.Module, path: PathLike,
     Returns:
         :class:`LoadReport`; also logged in one line.
     """
-    path = os.fspath(path)
-    state = extract_state_dict(load_checkpoint_file(path))
-    if source_prefix:
-        state = OrderedDict((k[len(source_prefix):], v) for k, v in state.items()
-                            if k.startswith(source_prefix))
-        if not state:
-            raise CheckpointError(f"No key of {path} starts with source_prefix '{source_prefix}'.")
+    state = read_state_dict(path, source_prefix)
     converted, dropped = convert(state)
-    target = module.state_dict()
-    report = LoadReport()
-    to_load: OrderedDict[str, Tensor] = OrderedDict()
-    for key, value in converted.items():
-        if key not in target:
-            report.unexpected.append(key)
-        elif tuple(value.shape) != tuple(target[key].shape):
-            report.shape_mismatched.append((key, tuple(value.shape), tuple(target[key].shape)))
-        else:
-            to_load[key] = value
-            report.loaded.append(key)
-    mismatched = {k for k, _, _ in report.shape_mismatched}
-    report.missing = [k for k in target if k not in to_load and k not in mismatched
-                      and not k.endswith(_DERIVED_BUFFERS)]
-    if strict and not report.complete:
-        raise CheckpointError(f"Weights in {path} do not match {type(module).__name__} "
-                              f"(strict): {report.summary()}")
-    with torch.no_grad():
-        module.load_state_dict(to_load, strict=False)
-    note = f"; dropped {len(dropped)} (classifier head, position-index buffers)" if dropped else ""
-    print_log(f"Loaded weights from {path} into {type(module).__name__}: {report.summary()}{note}",
-              logger="current")
-    return report
+    return copy_converted(module, converted, dropped=dropped, target_prefix="", strict=strict,
+                          what=os.fspath(path))

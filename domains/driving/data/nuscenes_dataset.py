@@ -116,7 +116,7 @@ def empty_ann_info() -> dict[str, Any]:
 
 @DATASETS.register_module()
 class NuScenesDataset(BaseDataset):
-    """nuScenes 3D detection samples (LiDAR + the info file's cameras, any number) from a v1.x info file.
+    """nuScenes 3D detection samples (LiDAR + any number of cameras) from a v1.x info file.
 
     Args:
         ann_file: info file (``nuscenes_infos_train.pkl``), relative to `data_root` or absolute.

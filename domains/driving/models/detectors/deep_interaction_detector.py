@@ -2,7 +2,8 @@
 keep their own representations and exchange information through interaction layers
 (Yang et al., NeurIPS 2022, and DeepInteraction++; docs/methods/deepinteraction.md).
 
-Per batch (paper shapes; B samples, V = 6 cameras at 448 x 800; any V works, and V = 0 takes the LiDAR-only path)::
+Per batch (paper shapes; B samples, V = 6 cameras at 448 x 800; any V works, and a batch
+without images takes the LiDAR-only path)::
 
     voxels --LidarBEVEncoder--> bev (B, 512, 180, 180) --1x1 conv--> A level 0 (B, 128, 180, 180)
                                                      [--2x avg pool--> A level 1 (B, 128, 90, 90)]

@@ -42,3 +42,22 @@ thresholds = [
 # --smoke: a small set and 2 iterations per run, to test the sequence (not a result). It
 # writes data/checks/ and work_dirs/ under the current folder: run it in a scratch folder.
 smoke = dict(data=dict(scenes=3, samples_per_scene=2), cfg_options=dict(budget_iters=2))
+
+# What `tools/check.py driving --update-zoo` records in the model zoo.
+_data = "generated nuScenes-format: 30 scenes x 8 key frames, 6 val scenes held out"
+_tp = ("mATE", "mASE", "mAOE", "mAVE", "mAAE")
+model_zoo = [
+    dict(metafile="configs/driving/transfusion_l/metafile.yml", collection="TransFusion-L",
+         name="transfusion-l_voxel0.4-tiny_b2-15min_nus-synthetic-check", config=_lidar,
+         task="3D Object Detection", dataset="generated val (48 samples)", data=_data,
+         budget="15 CPU-min", command="python tools/check.py driving",
+         metrics=dict(mAP="lidar_only_test.mAP", NDS="lidar_only_test.NDS",
+                      **{k: f"lidar_only_test.{k}" for k in _tp})),
+    dict(metafile="configs/driving/deepinteraction/metafile.yml", collection="DeepInteraction",
+         name="deepinteraction_r18-tiny_b2-17min_nus-synthetic-check", config=_fusion,
+         task="3D Object Detection", dataset="generated val (48 samples)", data=_data,
+         budget="15 + 17 CPU-min", command="python tools/check.py driving",
+         metrics=dict(mAP="fusion_test.mAP", NDS="fusion_test.NDS",
+                      **{k: f"fusion_test.{k}" for k in _tp},
+                      **{"mAP, camera dropped": "fusion_drop_camera_test.mAP"})),
+]

@@ -44,3 +44,30 @@ thresholds = [
 # --smoke: a small set and 2 iterations per run, to test the sequence (not a result). It
 # writes data/checks/ and work_dirs/ under the current folder: run it in a scratch folder.
 smoke = dict(data=dict(studies=60, image_size=96), cfg_options=dict(budget_iters=2))
+
+# What `tools/check.py medical --update-zoo` records in the model zoo (AUROC x 1).
+_probe = dict(task="Linear probe (5 labels)", dataset="generated MIMIC-CXR validate split",
+              data="1,500 generated studies", command="python tools/check.py medical")
+
+
+def _auroc(step):
+    return {f"AUROC {p} %": f"{step}.auroc_{p}pct" for p in (1, 10, 100)}
+
+
+model_zoo = [
+    dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
+         name="mgca_r18-minilm_b32-15min_mimic-synthetic-check", config=_mgca,
+         budget="15 CPU-min", metrics=_auroc("mgca_probe")),
+    dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
+         name="mgca-matching_r18-minilm_b32-15min_mimic-synthetic-check", config=_matching,
+         budget="15 CPU-min", metrics=dict(
+             _auroc("mgca_matching_probe"),
+             **{"effusion side word, side hits over chance":
+                "mgca_matching_grounding.effusion_side_side_gain"})),
+    dict(_probe, metafile="configs/medical/convirt/metafile.yml", collection="ConVIRT",
+         name="convirt_r18-minilm_b32-15min_mimic-synthetic-check", config=_convirt,
+         budget="15 CPU-min", metrics=_auroc("convirt_probe")),
+    dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
+         name="random weights (ResNet-18)", config=_mgca, budget="none",
+         metrics=_auroc("random_probe")),
+]

@@ -68,3 +68,31 @@ thresholds = [
 # writes data/checks/ and work_dirs/ under the current folder: run it in a scratch folder.
 smoke = dict(data=dict(size=64, dates=4),
              cfg_options={"budget_iters": 2, "train_dataloader.drop_last": False})
+
+# What `tools/check.py remote_sensing --update-zoo` records in the model zoo (mIoU x 1).
+_zoo = dict(metafile="configs/remote_sensing/skysense/metafile.yml", collection="SkySense",
+            task="Semantic Segmentation", dataset="generated S1/S2, 2 held-out tiles",
+            command="python tools/check.py remote_sensing")
+model_zoo = [
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg_pretrained", config=_few_pre,
+         data="5 % of the training chips, mean of 5 subsets", budget="12 CPU-min + 100 it",
+         metrics=dict(mIoU=_mean("pretrained"))),
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg", config=_few,
+         data="5 % of the training chips, mean of 5 subsets", budget="100 it",
+         metrics=dict(mIoU=_mean("random"))),
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-cloudy50_seg", config=_cloudy,
+         data="all training chips, >= 50 % cloudy dates", budget="100 it",
+         metrics=dict(mIoU="cloudy_sar_optical_test.mIoU")),
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-cloudy50_seg_optical-only",
+         config=_cloudy_optical, data="all training chips, >= 50 % cloudy dates",
+         budget="100 it", metrics=dict(mIoU="cloudy_optical_test.mIoU")),
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check_seg", config=_seg,
+         data="all training chips, 12 dates", budget="100 it",
+         metrics={"mIoU": "temporal_test.mIoU", "IoU crop_early": "temporal_test.IoU.crop_early",
+                  "IoU crop_late": "temporal_test.IoU.crop_late"}),
+    dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-single-date_seg", config=_single,
+         data="all training chips, one date", budget="100 it",
+         metrics={"mIoU": "single_date_test.mIoU",
+                  "IoU crop_early": "single_date_test.IoU.crop_early",
+                  "IoU crop_late": "single_date_test.IoU.crop_late"}),
+]

@@ -2,7 +2,7 @@
 
 Examples:
   python tools/check.py remote_sensing
-  python tools/check.py driving --out work_dirs/checks/driving_run2
+  python tools/check.py driving --update-zoo    # and record the figures in the model zoo
   cd /tmp/scratch && python /path/to/interlace/tools/check.py \\
       /path/to/interlace/configs/checks/medical.py --smoke     # a minute, not a result
   python tools/check.py configs/checks/medical.py --only mgca mgca_probe
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 from typing import Optional
+
+from interlace.core.engine.cli import ToolError
 
 from .framework import DOMAINS, format_markdown, run_check
 
@@ -37,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "iterations per run, to test the sequence (figures mean "
                              "nothing). It writes data/checks/ and work_dirs/ under the "
                              "current folder: run it in a scratch folder")
+    parser.add_argument("--update-zoo", action="store_true",
+                        help="record the figures in the model-zoo metafiles the check config "
+                             "names (`model_zoo`) and regenerate their READMEs' tables "
+                             "(not with --smoke or --only)")
     parser.add_argument("--only", nargs="+", metavar="STEP",
                         help="run only these steps (and the thresholds they decide)")
     return parser
@@ -50,7 +56,16 @@ def check_config_path(check: str) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    report = run_check(check_config_path(args.check), args.out, args.smoke, args.only)
+    if args.update_zoo and (args.smoke or args.only):
+        raise ToolError("--update-zoo records a whole check's figures: not with --smoke / --only")
+    path = check_config_path(args.check)
+    report = run_check(path, args.out, args.smoke, args.only)
+    if args.update_zoo:
+        from mmengine.config import Config
+
+        from .model_zoo import record_results
+        for written in record_results(report, Config.fromfile(path).get("model_zoo", [])):
+            print(f"model zoo: {written} and its README updated")
     print("\n" + format_markdown(report))
     failed = [row["name"] for row in report["thresholds"] if not row["holds"]]
     print(f"check {'FAILED: ' + ', '.join(failed) if failed else 'passed'}")

@@ -190,14 +190,16 @@ def test_mgca_vit_b16_checkpoint_loads_into_the_vit_encoder():
     ours = _random(rgb_encoder)
     del rgb_encoder
     cls_row = torch.randn(1, 1, 768)
+    patch_rows = ours["vit.patch_embedding.position_embeddings"]
     timm = OrderedDict(cls_token=ours["vit.cls_token"] - cls_row,
-                       pos_embed=torch.cat([cls_row, ours["vit.patch_embedding.position_embeddings"]], 1))
+                       pos_embed=torch.cat([cls_row, patch_rows], 1))
     timm["patch_embed.proj.weight"] = ours["vit.patch_embedding.patch_embeddings.weight"]
     timm["patch_embed.proj.bias"] = ours["vit.patch_embedding.patch_embeddings.bias"]
     for key, value in ours.items():
         if key.startswith("vit.blocks."):
             key = key[len("vit."):].replace("attn.out_proj.", "attn.proj.")
-            timm[key.replace("mlp.linear1.", "mlp.fc1.").replace("mlp.linear2.", "mlp.fc2.")] = value
+            key = key.replace("mlp.linear1.", "mlp.fc1.").replace("mlp.linear2.", "mlp.fc2.")
+            timm[key] = value
     timm["norm.weight"], timm["norm.bias"] = ours["vit.norm.weight"], ours["vit.norm.bias"]
     assert tuple(timm["pos_embed"].shape) == (1, 197, 768) and len(timm) == 150
     state = {"img_encoder_q.model." + k: v for k, v in timm.items()}

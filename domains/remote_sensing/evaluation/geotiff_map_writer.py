@@ -99,10 +99,13 @@ class ClassMapCogWriter:
     def _publish(self) -> None:
         # Overviews by mode keep class values (no averaging of class ids).
         factors = [f for f in (2, 4, 8, 16, 32) if min(self.height, self.width) // f >= 64]
-        if factors:
-            self._dst.build_overviews(factors, Resampling.mode)
         self._dst.close()
         self._dst = None
+        if factors:
+            # Reopened: on a dataset still in write mode GDAL's overview builder does not
+            # see the colour table and warns about palette bands without a palette.
+            with rasterio.open(self._tmp_gtiff, "r+") as gtiff:
+                gtiff.build_overviews(factors, Resampling.mode)
         with atomic_path(self.path) as tmp_cog:
             rasterio.shutil.copy(self._tmp_gtiff, os.fspath(tmp_cog), driver="COG",
                                  blocksize=self.blocksize, compress=self.compress,

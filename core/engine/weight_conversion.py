@@ -21,6 +21,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from .atomic_files import atomic_path
+from .pretrained_init import register_state_converter
 from .checkpoint import (CheckpointError, LoadReport, PathLike, extract_state_dict,
                          load_checkpoint_file)
 from .weight_key_maps import (CHECKPOINT_MAPS, DERIVED_BUFFERS, KEY_MAPS, SOURCE_FAMILIES,
@@ -30,7 +31,8 @@ __all__ = ["KeyMap", "CheckpointMap", "KEY_MAPS", "CHECKPOINT_MAPS", "SOURCE_FAM
            "DERIVED_BUFFERS", "WeightLoadReport", "convert_state_dict",
            "convert_checkpoint_state", "convert_checkpoint_file", "copy_converted",
            "detect_layout", "find_target_prefix", "load_published_weights", "read_state_dict",
-           "source_formats", "strip_prefix", "swin_unfold_to_concat"]
+           "published_layout_converter", "register_published_layout", "source_formats",
+           "strip_prefix", "swin_unfold_to_concat"]
 
 StateDict = Mapping[str, Tensor]
 
@@ -319,3 +321,33 @@ def convert_checkpoint_file(source: PathLike, destination: PathLike, source_form
     with atomic_path(destination) as temporary:
         torch.save({"state_dict": OrderedDict(out_state), "meta": meta}, temporary)
     return dict(layout=layout.name, counts=counts, destination=os.fspath(destination))
+
+
+def published_layout_converter(layout: KeyMap | CheckpointMap, parts: Optional[Sequence[str]] = None):
+    """A ``Pretrained`` state converter (``init_cfg=dict(type='Pretrained', key_map=NAME)``)
+    for a published layout: renames by the map, and sums RGB input convolutions where the
+    receiver takes one channel. The receiver is the module ``target`` names (the backbone
+    wrapper for a :class:`KeyMap`, the whole model for a :class:`CheckpointMap`)."""
+    def convert(source: StateDict, target: StateDict) -> "OrderedDict[str, Tensor]":
+        if isinstance(layout, CheckpointMap):
+            converted, _, input_convs = convert_checkpoint_state(source, layout, parts)
+        else:
+            converted, _ = convert_state_dict(source, layout)
+            input_convs = list(layout.input_convs)
+        for key in input_convs:
+            if key in converted and key in target:
+                summed = _sum_input_channels(converted[key], target[key])
+                if summed is not None:
+                    converted[key] = summed
+        return converted
+    return convert
+
+
+def register_published_layout(name: str, layout: KeyMap | CheckpointMap,
+                              parts: Optional[Sequence[str]] = None) -> None:
+    """Make a published layout usable as ``Pretrained``'s ``key_map=name``."""
+    register_state_converter(name)(published_layout_converter(layout, parts))
+
+
+for _name, _key_map in KEY_MAPS.items():
+    register_published_layout(_name, _key_map)

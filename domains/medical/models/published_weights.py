@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from interlace.core.engine.checkpoint import PathLike
 from interlace.core.engine.weight_conversion import (CHECKPOINT_MAPS, CheckpointMap, KeyMap,
                                                      WeightLoadReport, load_published_weights,
-                                                     read_state_dict)
+                                                     read_state_dict, register_published_layout)
 
 __all__ = ["MGCA_CHECKPOINT", "IMAGE_ENCODER_PART", "is_mgca_checkpoint", "load_mgca_weights"]
 
@@ -95,6 +95,10 @@ MGCA_CHECKPOINT = CheckpointMap(
         ("prototype_layer.", "prototype_loss.", PROTOTYPES),
     ))
 CHECKPOINT_MAPS["mgca"] = MGCA_CHECKPOINT  # tools/analysis_tools/convert_checkpoint.py --from mgca
+# init_cfg=dict(type='Pretrained', checkpoint=CKPT, key_map='mgca') for MGCA itself; the
+# encoder alone: key_map='torchvision_resnet' (or 'timm_vit'), prefix='img_encoder_q.model.',
+# target='image_encoder'.
+register_published_layout("mgca", MGCA_CHECKPOINT)
 
 
 def is_mgca_checkpoint(state: Mapping[str, object]) -> bool:

@@ -117,3 +117,19 @@ def test_checkpoint_map_converts_parts_and_passes_the_rest_through():
     assert sorted(report.loaded) == ["head.weight", "image_encoder.resnet.conv1.weight"]
     assert report.unexpected == ["extra.layer"]
     assert report.dropped == ["enc.model.fc.weight"]
+
+
+def test_published_layouts_are_pretrained_key_maps(tmp_path):
+    from interlace.core.engine.pretrained_init import PretrainedKeyMapInit
+
+    model = nn.Module()
+    model.image_encoder = _Grey()
+    weight = torch.arange(6.0).reshape(2, 3, 1, 1)
+    torch.save({"state_dict": {"img_encoder_q.model.conv1.weight": weight}},
+               tmp_path / "mgca.ckpt")
+    init = PretrainedKeyMapInit(checkpoint=str(tmp_path / "mgca.ckpt"),
+                                key_map="torchvision_resnet", prefix="img_encoder_q.model.",
+                                target="image_encoder")
+    init(model)
+    assert model.image_encoder.resnet.conv1.weight.flatten().tolist() == [3.0, 12.0]
+    assert init.report.loaded == ["resnet.conv1.weight"]

@@ -83,9 +83,17 @@ def build_model(cfg, checkpoint: str, random_init: bool):
     if random_init:
         print("--random-init: image encoder with random weights (checkpoint ignored)")
         return model, dict(random_init=True)
-    # strict=False: only the image encoder matters; heads may differ between configs.
-    report = load_weights(model, checkpoint, strict=False)
-    encoder_missing = [k for k in report.missing if k.startswith("image_encoder.")]
+    from interlace.core.engine.weight_conversion import read_state_dict
+    from interlace.domains.medical.models.published_weights import (is_mgca_checkpoint,
+                                                                    load_mgca_weights)
+
+    if is_mgca_checkpoint(read_state_dict(checkpoint)):  # a released MGCA Lightning .ckpt
+        report = load_mgca_weights(model, checkpoint, image_encoder_only=True)
+        encoder_missing = [f"image_encoder.{k}" for k in report.missing]
+    else:
+        # strict=False: only the image encoder matters; heads may differ between configs.
+        report = load_weights(model, checkpoint, strict=False)
+        encoder_missing = [k for k in report.missing if k.startswith("image_encoder.")]
     print(f"checkpoint {checkpoint}: {report.summary()}")
     if encoder_missing:
         print(f"warning: {len(encoder_missing)} image-encoder weights missing from the "

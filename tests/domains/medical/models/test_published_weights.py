@@ -165,6 +165,19 @@ def test_image_encoder_alone_loads_for_the_linear_probe(mgca_resnet):
     assert tuple(features.shape) == (2, 2048)
 
 
+def test_linear_probe_tool_reads_the_released_checkpoint(mgca_resnet):
+    from mmengine.config import Config
+
+    from interlace.tools.linear_probe import build_model
+    cfg = Config(dict(default_scope="interlace", model=dict(
+        type="MGCA", image_encoder=dict(type="ResNetImageEncoder", depth=50),
+        text_encoder=dict(type="ReportTextEncoder", config=BERT6, num_layers=6, vocab=VOCAB),
+        prototype_loss=dict(type="PrototypeAlignmentLoss", num_prototypes=500))))
+    model, info = build_model(cfg, str(mgca_resnet["path"]), random_init=False)
+    assert (info["loaded"], info["image_encoder_missing"], info["unexpected"]) == (318, 0, 0)
+    _check_encoder(_part(model.state_dict(), "image_encoder."), mgca_resnet)
+
+
 def test_segmentation_model_takes_the_released_checkpoint_as_pretrained(mgca_resnet):
     model = CxrSegmenter(image_encoder=dict(type="ResNetImageEncoder", depth=50),
                          pretrained=str(mgca_resnet["path"]))

@@ -8,8 +8,8 @@ threads = 1  # on a shared 2-core CPU more threads than free cores slowed a step
 data = dict(root="data/checks/nuscenes_synthetic", scenes=30, samples_per_scene=8,
             version="v1.0-trainval", seed=0, max_sweeps=3)
 
-_lidar = "configs/driving/transfusion_l/transfusion-l_voxel0.4-tiny_b2-15min_nus-synthetic-check.py"
-_fusion = "configs/driving/deepinteraction/deepinteraction_r18-tiny_b2-17min_nus-synthetic-check.py"
+_lidar = "configs/driving/transfusion_l/transfusion-l_voxel0.4-tiny_b2-4300it_nus-synthetic-check.py"
+_fusion = "configs/driving/deepinteraction/deepinteraction_r18-tiny_b2-1350it_nus-synthetic-check.py"
 steps = [
     dict(name="lidar_only", kind="train", config=_lidar),
     dict(name="fusion", kind="train", config=_fusion),
@@ -48,15 +48,15 @@ _data = "generated nuScenes-format: 30 scenes x 8 key frames, 6 val scenes held 
 _tp = ("mATE", "mASE", "mAOE", "mAVE", "mAAE")
 model_zoo = [
     dict(metafile="configs/driving/transfusion_l/metafile.yml", collection="TransFusion-L",
-         name="transfusion-l_voxel0.4-tiny_b2-15min_nus-synthetic-check", config=_lidar,
+         name="transfusion-l_voxel0.4-tiny_b2-4300it_nus-synthetic-check", config=_lidar,
          task="3D Object Detection", dataset="generated val (48 samples)", data=_data,
-         budget="15 CPU-min", command="python tools/check.py driving",
+         budget="4300 it", command="python tools/check.py driving",
          metrics=dict(mAP="lidar_only_test.mAP", NDS="lidar_only_test.NDS",
                       **{k: f"lidar_only_test.{k}" for k in _tp})),
     dict(metafile="configs/driving/deepinteraction/metafile.yml", collection="DeepInteraction",
-         name="deepinteraction_r18-tiny_b2-17min_nus-synthetic-check", config=_fusion,
+         name="deepinteraction_r18-tiny_b2-1350it_nus-synthetic-check", config=_fusion,
          task="3D Object Detection", dataset="generated val (48 samples)", data=_data,
-         budget="15 + 17 CPU-min", command="python tools/check.py driving",
+         budget="4300 + 1350 it", command="python tools/check.py driving",
          metrics=dict(mAP="fusion_test.mAP", NDS="fusion_test.NDS",
                       **{k: f"fusion_test.{k}" for k in _tp},
                       **{"mAP, camera dropped": "fusion_drop_camera_test.mAP"})),

@@ -1,7 +1,7 @@
 # The medical check (python tools/check.py medical): does MGCA pre-training on report text
 # teach the image encoder what the reports say, and where? On a generated MIMIC-CXR-JPG set
-# (1,500 studies at 192 px, findings drawn with masks), three pre-training runs of 15 CPU
-# minutes: MGCA as published, MGCA whose token level is cross-sample word-region matching,
+# (1,500 studies at 192 px, findings drawn with masks), three pre-training runs of 600
+# iterations: MGCA as published, MGCA whose token level is cross-sample word-region matching,
 # and ConVIRT (instance loss only). Then MGCA's linear probe (frozen global features, 1 / 10
 # / 100 % of the training labels, 5 seeds) of each and of the same encoder with random
 # weights, and the word -> patch attention of the located words against the drawn masks.
@@ -9,9 +9,9 @@ domain = "medical"
 threads = 0  # torch's default: the ResNet-18 and MiniLM GEMMs use both cores
 data = dict(root="data/checks/mimic_synthetic", studies=1500, seed=0, image_size=192)
 
-_mgca = "configs/medical/mgca/mgca_r18-minilm_b32-15min_mimic-synthetic-check.py"
-_matching = "configs/medical/mgca/mgca-matching_r18-minilm_b32-15min_mimic-synthetic-check.py"
-_convirt = "configs/medical/convirt/convirt_r18-minilm_b32-15min_mimic-synthetic-check.py"
+_mgca = "configs/medical/mgca/mgca_r18-minilm_b32-600it_mimic-synthetic-check.py"
+_matching = "configs/medical/mgca/mgca-matching_r18-minilm_b32-600it_mimic-synthetic-check.py"
+_convirt = "configs/medical/convirt/convirt_r18-minilm_b32-600it_mimic-synthetic-check.py"
 steps = [
     dict(name="mgca", kind="train", config=_mgca),
     dict(name="mgca_matching", kind="train", config=_matching),
@@ -56,17 +56,17 @@ def _auroc(step):
 
 model_zoo = [
     dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
-         name="mgca_r18-minilm_b32-15min_mimic-synthetic-check", config=_mgca,
-         budget="15 CPU-min", metrics=_auroc("mgca_probe")),
+         name="mgca_r18-minilm_b32-600it_mimic-synthetic-check", config=_mgca,
+         budget="600 it", metrics=_auroc("mgca_probe")),
     dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
-         name="mgca-matching_r18-minilm_b32-15min_mimic-synthetic-check", config=_matching,
-         budget="15 CPU-min", metrics=dict(
+         name="mgca-matching_r18-minilm_b32-600it_mimic-synthetic-check", config=_matching,
+         budget="600 it", metrics=dict(
              _auroc("mgca_matching_probe"),
              **{"effusion side word, side hits over chance":
                 "mgca_matching_grounding.effusion_side_side_gain"})),
     dict(_probe, metafile="configs/medical/convirt/metafile.yml", collection="ConVIRT",
-         name="convirt_r18-minilm_b32-15min_mimic-synthetic-check", config=_convirt,
-         budget="15 CPU-min", metrics=_auroc("convirt_probe")),
+         name="convirt_r18-minilm_b32-600it_mimic-synthetic-check", config=_convirt,
+         budget="600 it", metrics=_auroc("convirt_probe")),
     dict(_probe, metafile="configs/medical/mgca/metafile.yml", collection="MGCA",
          name="random weights (ResNet-18)", config=_mgca, budget="none",
          metrics=_auroc("random_probe")),

@@ -12,7 +12,7 @@ threads = 1  # the tiny model's ops are small; one thread per run wastes least
 data = dict(root="data/checks/s1s2_synthetic", tiles=8, size=256, dates=12, seed=0)
 
 _dir = "configs/remote_sensing/skysense/"
-_pretrain = _dir + "skysense_conv-tiny_b8-12min_s1s2-check_pretrain.py"
+_pretrain = _dir + "skysense_conv-tiny_b8-4900it_s1s2-check_pretrain.py"
 _seg = _dir + "skysense_conv-tiny_b8-100it_s1s2-check_seg.py"
 _few = _dir + "skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg.py"
 _few_pre = _dir + "skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg_pretrained.py"
@@ -75,7 +75,7 @@ _zoo = dict(metafile="configs/remote_sensing/skysense/metafile.yml", collection=
             command="python tools/check.py remote_sensing")
 model_zoo = [
     dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg_pretrained", config=_few_pre,
-         data="5 % of the training chips, mean of 5 subsets", budget="12 CPU-min + 100 it",
+         data="5 % of the training chips, mean of 5 subsets", budget="4900 + 100 it",
          metrics=dict(mIoU=_mean("pretrained"))),
     dict(_zoo, name="skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg", config=_few,
          data="5 % of the training chips, mean of 5 subsets", budget="100 it",

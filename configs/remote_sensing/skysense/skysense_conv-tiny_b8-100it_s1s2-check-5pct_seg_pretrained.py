@@ -5,4 +5,4 @@
 _base_ = ["./skysense_conv-tiny_b8-100it_s1s2-check-5pct_seg.py"]
 
 model = dict(init_cfg=dict(
-    type="Pretrained", checkpoint="work_dirs/skysense_conv-tiny_b8-12min_s1s2-check_pretrain"))
+    type="Pretrained", checkpoint="work_dirs/skysense_conv-tiny_b8-4900it_s1s2-check_pretrain"))

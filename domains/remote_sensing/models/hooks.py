@@ -48,7 +48,8 @@ class EMATeacherHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not hasattr(model, "update_teacher"):
             raise AttributeError(f"EMATeacherHook: {type(model).__name__} has no update_teacher")
-        progress = runner.message_hub.get_info("budget_progress")
+        hub = getattr(runner, "message_hub", None)
+        progress = hub.get_info("budget_progress") if hub is not None else None
         if progress is not None:  # a TimeBudgetHook run: follow the share of the budget spent
             self.last_momentum = self.momentum_at(int(round(1000 * progress)), 1000)
         else:

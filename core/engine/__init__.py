@@ -5,3 +5,4 @@ from . import checkpoint_files  # noqa: F401,E402  makes mmengine's checkpoint s
 from . import loops  # noqa: F401,E402  registers ResumableEpochBasedTrainLoop and RandomStateHook
 from . import hooks  # noqa: F401,E402  registers the shared training hooks
 from . import pretrained_init  # noqa: F401,E402  registers `Pretrained` (with key maps) in the interlace scope
+from . import weight_conversion  # noqa: F401,E402  registers the published-layout key maps for `Pretrained`

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import re
 from collections import OrderedDict
 from typing import Callable, Mapping, Optional, Sequence, Union
 
@@ -32,7 +31,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model.weight_init import BaseInit
 
-from .checkpoint import CheckpointError, LoadReport, extract_state_dict, load_checkpoint_file
+from .checkpoint import (CheckpointError, LoadReport, _map_keys, extract_state_dict,
+                         load_checkpoint_file)
 from .registry import WEIGHT_INITIALIZERS
 
 __all__ = ["PretrainedKeyMapInit", "register_state_converter", "resolve_checkpoint",
@@ -81,15 +81,7 @@ def _apply_key_map(state: StateDict, key_map: Union[str, Sequence, None],
                                   f"{sorted(STATE_CONVERTERS)} (the domain that defines it "
                                   "must be imported)")
         return OrderedDict(STATE_CONVERTERS[key_map](state, target))
-    rules = [(re.compile(pattern), replacement) for pattern, replacement in key_map]
-    mapped: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, value in state.items():
-        for pattern, replacement in rules:
-            key = pattern.sub(replacement, key)
-        if key in mapped:
-            raise CheckpointError(f"key_map for {path} sends two keys to '{key}'")
-        mapped[key] = value
-    return mapped
+    return _map_keys(state, key_map, None, path)
 
 
 @WEIGHT_INITIALIZERS.register_module(name="Pretrained")

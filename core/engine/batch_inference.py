@@ -231,13 +231,10 @@ class BatchInferenceEngine:
                     try:
                         record = self._process(inputs[index], names[index])
                     except (_Interrupted, KeyboardInterrupt) as stop:
-                        signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
-                        summary.interrupted = int(signum)
-                        summary.stopped = f"stopped by {signal.Signals(signum).name}"
+                        _note_signal(summary, stop)  # the input in flight counts as not run
                         self._record(summary, dict(input=inputs[index], output=None,
                                                    status="interrupted", error=summary.stopped,
                                                    rank=self.rank))
-                        done += 1
                         break
                     done += 1
                     self._record(summary, record)
@@ -247,9 +244,7 @@ class BatchInferenceEngine:
                     if summary.stopped:
                         break
         except (_Interrupted, KeyboardInterrupt) as stop:  # between inputs
-            signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
-            summary.interrupted = int(signum)
-            summary.stopped = f"stopped by {signal.Signals(signum).name}"
+            _note_signal(summary, stop)
         finally:
             self.claims.release_all()
             self.model.train(was_training)
@@ -406,6 +401,12 @@ class BatchInferenceEngine:
         if not self.show_progress:
             return nullcontext(lambda: None)
         return _RichProgress(total, f"inference (rank {self.rank}/{self.world_size})")
+
+
+def _note_signal(summary: InferenceSummary, stop: BaseException) -> None:
+    signum = stop.signum if isinstance(stop, _Interrupted) else signal.SIGINT
+    summary.interrupted = int(signum)
+    summary.stopped = f"stopped by {signal.Signals(signum).name}"
 
 
 class _RichProgress:

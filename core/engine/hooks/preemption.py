@@ -111,7 +111,13 @@ class PreemptionHook(Hook):
             # thread keeps the default behaviour (killed without a checkpoint).
             return
         for signum in self.signals:
-            self._previous[signum] = signal.signal(signum, self._on_signal)
+            previous = signal.signal(signum, self._on_signal)
+            # A run that ended in an exception never reached after_train and left its
+            # handler installed: give back what that run found instead of chaining to it.
+            stale = getattr(previous, "__self__", None)
+            if isinstance(stale, PreemptionHook) and stale is not self:
+                previous = stale._previous.pop(signum, signal.SIG_DFL)
+            self._previous[signum] = previous
 
     def _uninstall(self) -> None:
         for signum, handler in self._previous.items():

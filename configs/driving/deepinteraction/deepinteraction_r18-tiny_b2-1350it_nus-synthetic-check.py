@@ -3,8 +3,8 @@
 # started as DeepInteraction starts: the LiDAR stream, heatmap and first decoder layer from
 # the LiDAR-only stage's last checkpoint (key map `lidar_only_to_deepinteraction`, see
 # docs/weights.md), the image backbone from scratch (no ImageNet weights offline);
-# 1,350 iterations of batch 2 (what 17 minutes gave on a quiet 2-core CPU, as a fixed
-# budget so the run repeats), lr warm-up then cosine over the budget.
+# 1,350 iterations of batch 2 (the length of the earlier time-budgeted run, in the
+# model-zoo README; fixed so the run repeats), lr warm-up then cosine over the budget.
 _base_ = ["../deepinteraction_r50_synthetic_tiny.py"]
 
 data_root = "data/checks/nuscenes_synthetic"

@@ -1,7 +1,7 @@
 # The LiDAR-only stage of the driving check (python tools/check.py driving): the tiny
 # TransFusion-L on the check's generated nuScenes-format set (30 scenes x 8 key frames,
-# v1.0-trainval names, val scenes held out), 4,300 iterations of batch 2 (what 15 minutes
-# gave on a quiet 2-core CPU, as a fixed budget so the run repeats), lr warm-up then
+# v1.0-trainval names, val scenes held out), 4,300 iterations of batch 2 (the length of the
+# earlier time-budgeted run, in the model-zoo README; fixed so the run repeats), lr warm-up then
 # cosine over the budget.
 _base_ = ["../transfusion_l_synthetic_tiny.py"]
 

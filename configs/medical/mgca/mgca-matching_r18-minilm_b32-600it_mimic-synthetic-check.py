@@ -1,6 +1,6 @@
 # MGCA whose token level is cross-sample word-region matching, pre-trained for the medical check (python tools/check.py medical) on its
-# generated MIMIC-CXR-JPG set (1,500 studies at 192 px): 600 iterations of batch 32 (what
-# 15 minutes gave on a quiet 2-core CPU, as a fixed budget so the run repeats), lr warm-up
+# generated MIMIC-CXR-JPG set (1,500 studies at 192 px): 600 iterations of batch 32 (the
+# length of the earlier time-budgeted runs, in the model-zoo README; fixed so the run repeats), lr warm-up
 # over the first 10 % then cosine to 0 over the budget.
 _base_ = ["../mgca_matching_resnet18_minilm_synthetic.py"]
 

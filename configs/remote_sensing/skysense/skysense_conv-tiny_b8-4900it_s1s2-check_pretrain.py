@@ -1,6 +1,6 @@
 # SkySense pre-training (no labels) of the tiny encoder on the training tiles of the
-# remote-sensing check: 4,900 iterations of batch 8 (what 12 minutes gave on a quiet
-# 2-core CPU, as a fixed budget so the run repeats), AdamW with warm-up then cosine over
+# remote-sensing check: 4,900 iterations of batch 8 (the length of the earlier
+# time-budgeted run, in the model-zoo README; fixed so the run repeats), AdamW with warm-up then cosine over
 # the budget, the EMA teacher's momentum rising to 1 with it.
 _base_ = ["../skysense_pretrain_synthetic_tiny.py"]
 

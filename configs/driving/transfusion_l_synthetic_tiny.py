@@ -2,7 +2,7 @@
 # 0.4 x 0.4 x 0.2 m voxels over +-51.2 m (sparse shape 41 x 256 x 256, stride 4) -> 64 x 64
 # BEV of 1.6 m cells, a quarter of the paper's channels, 64 queries (the generated samples
 # hold ~15-35 objects), GT-paste from the generated database. The LiDAR-only
-# stage of tools/driving_fusion_check.py (results: configs/driving/transfusion_l/README.md):
+# stage of the driving check, tools/check.py driving (results: configs/driving/transfusion_l/README.md):
 #   python tools/train.py configs/driving/transfusion_l_synthetic_tiny.py
 _base_ = ["./_base_/synthetic_tiny.py"]
 
@@ -55,3 +55,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(modality=dict(use_lidar=True, use_camera=False))
 test_evaluator = val_evaluator
 default_hooks = dict(logger=dict(interval=5))
+
+# Batch inference (tools/infer.py): one input per sample token of the val infos, one
+# <token>.json of submission-format boxes per sample; merge them into one submission with
+# tools/analysis_tools/merge_submission.py (see docs/data/driving.md). Another database:
+# --cfg-options infer_cfg.reader.data_root=DIR (info_file is relative to it).
+infer_cfg = dict(
+    reader=dict(type="NuScenesSampleReader", info_file="nuscenes_infos_val.pkl",
+                data_root={{_base_.data_root}}, pipeline=test_pipeline,
+                metainfo=dict(classes=class_names)),
+    writer=dict(type="NuScenesSubmissionWriter",
+                modality=dict(use_lidar=True, use_camera=False)))

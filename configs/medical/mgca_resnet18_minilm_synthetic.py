@@ -1,5 +1,5 @@
 # MGCA sized for a CPU on the generated MIMIC-CXR set, the run that learns (see
-# tools/medical_pretraining_check.py):
+# tools/check.py medical, whose configs inherit this one):
 #   python tools/misc/make_synthetic.py medical --out data/synthetic_mimic --studies 1200
 #   python tools/train.py configs/medical/mgca_resnet18_minilm_synthetic.py
 # ResNet-18 at 96 px (a 6 x 6 layer3 patch grid for token alignment); the text encoder

@@ -27,7 +27,7 @@ from mmengine.structures import InstanceData
 
 from tests.fixtures.tools import ROOT
 
-DRIVING_INFER = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny_infer.py"
+DRIVING_INFER = ROOT / "configs" / "driving" / "deepinteraction_r18_synthetic_tiny.py"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -16,7 +16,7 @@ from interlace.tools.convert_checkpoint import main
 from tests.fixtures.tools import ROOT, run_tool
 
 TOOL = "tools/analysis_tools/convert_checkpoint.py"
-TINY_FUSION = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny.py"
+TINY_FUSION = ROOT / "configs" / "driving" / "deepinteraction_r18_synthetic_tiny.py"
 TINY_MGCA = ROOT / "configs" / "medical" / "mgca_resnet18_synthetic_tiny.py"
 
 

@@ -22,7 +22,7 @@ from tests.domains.driving.test_inference_io import make_tiny_database
 from interlace.tools import infer as infer_tool
 from tests.fixtures.tools import ROOT, run_tool
 
-FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny_infer.py"
+FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r18_synthetic_tiny.py"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from interlace.domains.driving.models.camera import MonaiResNetBackbone
 from tests.fixtures.tools import ROOT
 
 LIDAR_TINY = str(ROOT / "configs" / "driving" / "transfusion_l_synthetic_tiny.py")
-FUSION_TINY = str(ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny.py")
+FUSION_TINY = str(ROOT / "configs" / "driving" / "deepinteraction_r18_synthetic_tiny.py")
 
 
 @pytest.fixture(scope="module")

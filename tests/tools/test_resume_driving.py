@@ -16,7 +16,7 @@ KILLED_EXIT = 17  # tests.fixtures.toy.KillAfterIterHook
 
 
 def _config(tmp_path, root, kill_at=None) -> str:
-    cfg = training_config("deepinteraction_r50_synthetic_tiny", tmp_path, root, 1)
+    cfg = training_config("deepinteraction_r18_synthetic_tiny", tmp_path, root, 1)
     assert cfg.train_cfg.type == "ResumableEpochBasedTrainLoop"
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=3, by_epoch=False)
     cfg.custom_imports = dict(imports=["tests.fixtures.toy"], allow_failed_imports=False)

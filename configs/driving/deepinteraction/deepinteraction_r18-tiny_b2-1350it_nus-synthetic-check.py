@@ -5,7 +5,7 @@
 # docs/weights.md), the image backbone from scratch (no ImageNet weights offline);
 # 1,350 iterations of batch 2 (the length of the earlier time-budgeted run, in the
 # model-zoo README; fixed so the run repeats), lr warm-up then cosine over the budget.
-_base_ = ["../deepinteraction_r50_synthetic_tiny.py"]
+_base_ = ["../deepinteraction_r18_synthetic_tiny.py"]
 
 data_root = "data/checks/nuscenes_synthetic"
 version = "v1.0-trainval"

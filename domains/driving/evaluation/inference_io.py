@@ -9,7 +9,7 @@ How it plugs into ``tools/infer.py`` (see :mod:`interlace.core.engine.batch_infe
 
       python tools/analysis_tools/merge_submission.py \\
           --tokens-from data/nuscenes_synthetic/nuscenes_infos_val.pkl --out work_dirs/val_tokens.txt
-      python tools/infer.py configs/driving/deepinteraction_r50_synthetic_tiny_infer.py \\
+      python tools/infer.py configs/driving/deepinteraction_r18_synthetic_tiny.py \\
           CKPT @work_dirs/val_tokens.txt --out work_dirs/preds [--drop camera]
 
 * :class:`NuScenesSampleReader` runs the dataset's test pipeline on that sample and

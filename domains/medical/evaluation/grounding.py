@@ -11,7 +11,7 @@ written by :func:`~interlace.domains.medical.data.make_synthetic_mimic`):
   lands on the mask, on the finding's side, in its quadrant, against a random peak.
 
 Used by ``tools/analysis_tools/medical_grounding.py`` (a trained checkpoint) and
-``tools/medical_pretraining_check.py`` (after each pre-training run).
+the medical check (``tools/check.py medical``, its ``grounding`` steps).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ spconv on GPU and ``grid_sample``, which it cannot see), and each stage's share 
 GEMM ceiling of its dtype is reported. The stages, the FLOP counting, the ceiling and the
 memory figures are described in docs/benchmarks.md. Device: CUDA when available, else CPU.
 
-Smoke scale (the test suite): configs/driving/deepinteraction_r50_synthetic_tiny.py
+Smoke scale (the test suite): configs/driving/deepinteraction_r18_synthetic_tiny.py
 (ResNet-18, 96 x 160 images, 3 sweeps, 20 x 20 BEV) on ``scale='cpu'`` generated data,
 256 x 256 matmuls.
 """
@@ -49,7 +49,7 @@ from .common import BenchCase, Prepared
 
 ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 CONFIGS = {"full": ROOT / "configs/driving/deepinteraction_pp_swint_nus.py",
-           "smoke": ROOT / "configs/driving/deepinteraction_r50_synthetic_tiny.py"}
+           "smoke": ROOT / "configs/driving/deepinteraction_r18_synthetic_tiny.py"}
 DATA_SCALE = {"full": "nuscenes", "smoke": "cpu"}
 SWEEPS = {"full": 10, "smoke": 3}
 MATMUL_SIZE = {"full": 2048, "smoke": 256}

@@ -5,7 +5,7 @@ on a CPU.
    camera JPEGs, tables that nuscenes-devkit loads);
 2. build the mmdet3d v1.x info files (and, for the LiDAR-only detector, the GT-paste
    database);
-3. train the tiny LiDAR + camera config (deepinteraction_r50_synthetic_tiny.py) briefly;
+3. train the tiny LiDAR + camera config (deepinteraction_r18_synthetic_tiny.py) briefly;
    ``--lidar-only`` trains transfusion_l_synthetic_tiny.py instead;
 4. infer every val sample with ``tools/infer.py``'s code path (the batch-inference
    engine, one ``<token>.json`` per sample), also with ``--drop camera`` for the fusion
@@ -44,7 +44,7 @@ from interlace.tools import infer as infer_tool
 
 ROOT = Path(__file__).resolve().parents[3]  # the source checkout: configs/ is not installed
 CONFIGS = ROOT / "configs" / "driving"
-FUSION = "deepinteraction_r50_synthetic_tiny"
+FUSION = "deepinteraction_r18_synthetic_tiny"
 LIDAR_ONLY = "transfusion_l_synthetic_tiny"
 VERSION = "v1.0-mini"     # the tiny configs' version; its val split is mini_val
 MAX_SWEEPS = 3            # the tiny configs load 3 sweeps
@@ -186,7 +186,7 @@ def _run_steps(work_dir: Path, scenes: int, samples_per_scene: int, epochs: int,
 
     t0 = time.perf_counter()
     tokens = write_sample_tokens(val_info, work_dir / "val_tokens.txt")
-    infer_config = CONFIGS / f"{name}_infer.py"
+    infer_config = CONFIGS / f"{name}.py"  # its infer_cfg drives tools/infer.py
     runs = {"": None} if lidar_only else {"": None, " no camera": ["camera"]}
     pred_dirs = {label: work_dir / ("predictions" + (f"_drop_{drop[0]}" if drop else ""))
                  for label, drop in runs.items()}

@@ -20,7 +20,7 @@ Examples:
   python tools/infer.py CONFIG CKPT data/in --out preds --cfg-options infer_cfg.writer.indent=2
   python tools/infer.py configs/remote_sensing/skysense_segment_synthetic_tiny.py CKPT \
       data/synthetic_s1s2/labels --out maps --drop sar      # one COG per tile, optical only
-  python tools/infer.py configs/driving/deepinteraction_r50_synthetic_tiny_infer.py CKPT \
+  python tools/infer.py configs/driving/deepinteraction_r18_synthetic_tiny.py CKPT \
       @val_tokens.txt --out preds --drop camera    # nuScenes sample tokens -> <token>.json
   torchrun --nproc_per_node 2 tools/infer.py CONFIG CKPT data/in --out preds --launcher pytorch
 """

@@ -9,7 +9,7 @@ Examples:
   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_pp_swint_nus.py \
       --lidar transfusion_l.pth --image swin_tiny_patch4_window7_224.pth \
       --out di_pp_init.pth --report di_pp_init.json
-  python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
+  python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r18_synthetic_tiny.py \
       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
 
 Then train from it: python tools/train.py CONFIG --cfg-options load_from=OUT

@@ -6,7 +6,7 @@ Examples:
   python tools/test.py CONFIG CKPT --format-only --cfg-options test_evaluator.jsonfile_prefix=work_dirs/sub/
   python tools/test.py CONFIG CKPT --show-dir work_dirs/run1/vis
   python tools/test.py configs/remote_sensing/skysense_segment_synthetic_tiny.py CKPT --drop sar
-  python tools/test.py configs/driving/deepinteraction_r50_synthetic_tiny.py CKPT --drop-views 2
+  python tools/test.py configs/driving/deepinteraction_r18_synthetic_tiny.py CKPT --drop-views 2
   torchrun --nproc_per_node 2 tools/test.py CONFIG CKPT --launcher pytorch
 """
 import argparse

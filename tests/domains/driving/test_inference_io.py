@@ -23,8 +23,8 @@ from interlace.domains.driving.evaluation.inference_io import (NuScenesSampleRea
 from interlace.domains.driving.evaluation.submission import SubmissionError, load_submission
 from tests.fixtures.tools import ROOT
 
-FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r50_synthetic_tiny_infer.py"
-LIDAR_INFER = ROOT / "configs" / "driving" / "transfusion_l_synthetic_tiny_infer.py"
+FUSION_INFER = ROOT / "configs" / "driving" / "deepinteraction_r18_synthetic_tiny.py"
+LIDAR_INFER = ROOT / "configs" / "driving" / "transfusion_l_synthetic_tiny.py"
 
 
 def make_tiny_database(root) -> dict:

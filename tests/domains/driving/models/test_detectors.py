@@ -21,7 +21,7 @@ from tests.fixtures.tools import ROOT
 
 CONFIGS = ROOT / "configs" / "driving"
 LIDAR_TINY = CONFIGS / "transfusion_l_synthetic_tiny.py"
-FUSION_TINY = CONFIGS / "deepinteraction_r50_synthetic_tiny.py"
+FUSION_TINY = CONFIGS / "deepinteraction_r18_synthetic_tiny.py"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tests.fixtures.tools import ROOT
 
 CONFIG_DIR = ROOT / "configs" / "driving"
 PAPER = ["transfusion_l_nus", "deepinteraction_r50_nus", "deepinteraction_pp_swint_nus"]
-TINY = ["transfusion_l_synthetic_tiny", "deepinteraction_r50_synthetic_tiny"]
+TINY = ["transfusion_l_synthetic_tiny", "deepinteraction_r18_synthetic_tiny"]
 
 
 @pytest.fixture(scope="module", autouse=True)

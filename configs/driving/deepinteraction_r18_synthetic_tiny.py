@@ -1,15 +1,15 @@
 # DeepInteraction at CPU size on the generated database (see _base_/synthetic_tiny.py):
 # the LiDAR stream of transfusion_l_synthetic_tiny.py (64 x 64 BEV of 1.6 m cells over
 # +-51.2 m), 6 cameras at 96 x 160 through ResNet-18 + FPN (32 channels, stride 4 -> 24 x 40),
-# a 2-layer x 32 interaction encoder, 64 queries, decoder layers ('a', 'b', 'a'). Name kept parallel
-# to deepinteraction_r50_nus.py; the backbone is ResNet-18 for CPU time.
-#   python tools/train.py configs/driving/deepinteraction_r50_synthetic_tiny.py
+# a 2-layer x 32 interaction encoder, 64 queries, decoder layers ('a', 'b', 'a'); ResNet-18
+# instead of the paper's ResNet-50, for CPU time.
+#   python tools/train.py configs/driving/deepinteraction_r18_synthetic_tiny.py
 # Two-stage start (train the LiDAR-only config first):
-#   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r50_synthetic_tiny.py \
+#   python tools/model_converters/merge_checkpoints.py configs/driving/deepinteraction_r18_synthetic_tiny.py \
 #       --lidar work_dirs/transfusion_l_synthetic_tiny/epoch_4.pth --out work_dirs/di_tiny_init.pth
 # Both stages, scored against each other on held-out generated scenes (results:
 # configs/driving/deepinteraction/README.md):
-#   python tools/driving_fusion_check.py
+#   python tools/check.py driving
 _base_ = ["./_base_/synthetic_tiny.py"]
 
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
@@ -44,3 +44,14 @@ model = dict(
     drop_views=0,
 )
 default_hooks = dict(logger=dict(interval=5))
+
+# Batch inference (tools/infer.py): one input per sample token of the val infos, one
+# <token>.json of submission-format boxes per sample; merge them into one submission with
+# tools/analysis_tools/merge_submission.py (see docs/data/driving.md). Another database:
+# --cfg-options infer_cfg.reader.data_root=DIR (info_file is relative to it).
+infer_cfg = dict(
+    reader=dict(type="NuScenesSampleReader", info_file="nuscenes_infos_val.pkl",
+                data_root={{_base_.data_root}}, pipeline={{_base_.test_pipeline}},
+                metainfo=dict(classes={{_base_.class_names}})),
+    writer=dict(type="NuScenesSubmissionWriter",
+                modality=dict(use_lidar=True, use_camera=True)))

@@ -1,5 +1,7 @@
 """What a benchmark case is. Each `interlace.benchmarks.<group>` module defines
-``CASES: list[BenchCase]``; `tools/analysis_tools/benchmark.py <group>` times them.
+``CASES: list[BenchCase]``; `tools/analysis_tools/benchmark.py <group>` times them. A
+module may also define ``report(result: dict) -> str``, which the runner prints after its
+table (the driving benchmark's per-stage breakdown).
 
 A case's ``setup(scale)`` builds its inputs once and returns a :class:`Prepared` with two
 zero-argument callables: ``ours`` (the Interlace implementation) and ``reference`` (the

@@ -646,25 +646,8 @@ def format_report(result: dict) -> str:
     return "\n".join(out)
 
 
-def _install_report() -> None:
-    """Print :func:`format_report` after the harness's own table: in the harness's main
-    process (not its `_child` runs), wrap its ``format_table`` for this group only."""
-    main = sys.modules.get("__main__")
-    original = getattr(main, "format_table", None)
-    if original is None or getattr(original, "_driving_report", False):
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_child":
-        return
-
-    @functools.wraps(original)
-    def format_table(result: dict) -> str:
-        table = original(result)
-        if result.get("group") != "driving":
-            return table
-        report = format_report(result)
-        return table + ("\n\nper stage (driving):\n" + report if report else "")
-    format_table._driving_report = True
-    main.format_table = format_table
-
-
-_install_report()
+def report(result: dict) -> str:
+    """What the runner prints after its table for this group: :func:`format_report` under
+    a heading ("" when there is nothing to add)."""
+    text = format_report(result)
+    return "per stage (driving):\n" + text if text else ""

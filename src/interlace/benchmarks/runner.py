@@ -49,6 +49,18 @@ def load_cases(group: str) -> dict:
     return cases
 
 
+def group_reports(group: str, result: dict) -> list[str]:
+    """The extra reports of a group: each of its modules may define ``report(result) -> str``
+    (e.g. the driving benchmark's per-stage table); empty ones are left out."""
+    texts = []
+    for module_name in GROUPS[group]:
+        report = getattr(importlib.import_module(f"{__package__}.{module_name}"), "report", None)
+        text = report(result) if report is not None else ""
+        if text:
+            texts.append(text)
+    return texts
+
+
 def _rss_mib(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -198,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(out, result)
     print()
     print(format_table(result))
+    for text in group_reports(args.group, result):
+        print("\n" + text)
     print(f"\nspeed x = reference time / ours; mem x = reference peak / ours "
           f"(same run, {args.threads} threads). JSON: {out}")
     failed = any("error" in r["ours"] for r in result["rows"])

@@ -1,6 +1,8 @@
 """`benchmark.py ops` runs every ops case (tiny sizes here) and writes a JSON table."""
 import json
 
+import pytest
+
 from tests.fixtures.tools import run_tool
 
 BENCHMARK = "tools/analysis_tools/benchmark.py"
@@ -27,6 +29,7 @@ def test_unknown_case_is_rejected_with_the_known_names():
     assert proc.returncode != 0 and "known:" in proc.stderr
 
 
+@pytest.mark.slow  # eleven child processes, each importing the whole stack
 def test_interaction_benchmark_smoke_runs_fp32_and_bf16_forward_and_backward(tmp_path):
     out = tmp_path / "interaction.json"
     proc = run_tool(BENCHMARK, "interaction", "--scale", "smoke", "--repeats", "1",

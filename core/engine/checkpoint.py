@@ -346,7 +346,17 @@ def load_backbone_weights(module: torch.nn.Module, path: PathLike,
     """
     path = os.fspath(path)
     state = extract_state_dict(load_checkpoint_file(path, map_location=map_location))
-    mapped = _map_keys(state, key_mapping, source_prefix, path)
+    report = copy_matching_weights(module, _map_keys(state, key_mapping, source_prefix, path),
+                                   path, strict)
+    print_log(f"Loaded weights from {path} into {type(module).__name__}: {report.summary()}",
+              logger="current")
+    return report
+
+
+def copy_matching_weights(module: torch.nn.Module, mapped: Mapping[str, torch.Tensor],
+                          path: str, strict: bool) -> LoadReport:
+    """Copy the tensors of `mapped` whose names and shapes fit `module`; report the rest.
+    With `strict`, raise (before copying anything) unless everything fits."""
     target = module.state_dict()
     report = LoadReport()
     to_load: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -365,8 +375,6 @@ def load_backbone_weights(module: torch.nn.Module, path: PathLike,
                               f"(strict): {report.summary()}")
     # strict=False: we have already decided what goes in; torch only copies.
     module.load_state_dict(to_load, strict=False)
-    print_log(f"Loaded weights from {path} into {type(module).__name__}: {report.summary()}",
-              logger="current")
     return report
 
 

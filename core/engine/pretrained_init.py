@@ -31,8 +31,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model.weight_init import BaseInit
 
-from .checkpoint import (CheckpointError, LoadReport, _map_keys, extract_state_dict,
-                         load_checkpoint_file)
+from .checkpoint import (CheckpointError, LoadReport, _map_keys, copy_matching_weights,
+                         extract_state_dict, load_checkpoint_file)
 from .registry import WEIGHT_INITIALIZERS
 
 __all__ = ["PretrainedKeyMapInit", "register_state_converter", "resolve_checkpoint",
@@ -116,25 +116,10 @@ class PretrainedKeyMapInit(BaseInit):
         receiver = module.get_submodule(self.target) if self.target else module
         target = receiver.state_dict()
         mapped = _apply_key_map(state, self.key_map, target, path)
-        report = LoadReport()
-        to_load: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for key, value in mapped.items():
-            if key not in target:
-                report.unexpected.append(key)
-            elif tuple(value.shape) != tuple(target[key].shape):
-                report.shape_mismatched.append((key, tuple(value.shape), tuple(target[key].shape)))
-            else:
-                to_load[key] = value
-                report.loaded.append(key)
-        mismatched = {k for k, _, _ in report.shape_mismatched}
-        report.missing = [k for k in target if k not in to_load and k not in mismatched]
-        if self.strict and not report.complete:
-            raise CheckpointError(f"{path} does not match {type(receiver).__name__} "
-                                  f"(strict): {report.summary()}")
-        if not to_load:
+        if not any(key in target for key in mapped):
             raise CheckpointError(f"no key of {path} fits {type(receiver).__name__} after the "
-                                  f"key map: {report.summary()}")
-        receiver.load_state_dict(to_load, strict=False)
+                                  f"key map (first keys: {', '.join(list(mapped)[:5])})")
+        report = copy_matching_weights(receiver, mapped, path, self.strict)
         self.report = report
         print_log(f"Pretrained: {path} -> {type(receiver).__name__}"
                   f"{' (' + self.target + ')' if self.target else ''}: {report.summary()}",

@@ -82,3 +82,27 @@ def test_shipped_check_configs_name_existing_configs_and_their_own_steps(domain)
                 if "." in part and not part[0].isdigit()}
         assert used <= names, (threshold["name"], used - names)
     assert check.step_cfg_options.get("budget_iters") == 2
+
+
+def test_resume_takes_a_run_that_spent_its_iteration_budget_as_it_is(tmp_path):
+    """`tools/check.py --resume`: a finished step is reused, not trained again; a run
+    budgeted by iterations that stopped early is not counted as finished."""
+    import torch
+    from mmengine.config import Config
+
+    from interlace.checks.steps import finished_run, train_step
+    cfg = Config.fromfile(str(ROOT / "tests" / "fixtures" / "toy_config.py"))
+    cfg.work_dir = str(tmp_path)
+    cfg.custom_hooks = [dict(type="TimeBudgetHook", max_iters=4)]
+    assert finished_run(cfg) is None  # nothing there yet
+    for iters in (2, 4):
+        torch.save(dict(meta=dict(iter=iters), state_dict={}), tmp_path / f"iter_{iters}.pth")
+        (tmp_path / "last_checkpoint").write_text(str(tmp_path / f"iter_{iters}.pth"))
+        expected = (str(tmp_path / "iter_4.pth"), 4) if iters == 4 else None
+        assert finished_run(cfg) == expected
+    config = tmp_path / "budgeted.py"
+    cfg.dump(str(config))
+    context = dict(cfg_options={}, steps={}, resume=True, out=str(tmp_path))
+    outcome = train_step("toy", context, str(config), work_dir=str(tmp_path))
+    assert outcome["reused"] and outcome["iters"] == 4
+    assert outcome["checkpoint"] == str(tmp_path / "iter_4.pth")

@@ -112,6 +112,17 @@ class TimeBudgetHook(Hook):
         # `initial_lr` survives a resume (mmengine's schedulers set it too); `lr` does not.
         self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in groups]
         runner.message_hub.update_info("budget_progress", self.progress(runner.iter))
+        loop = runner.train_loop
+        if self.max_seconds is None and hasattr(loop, "_max_iters"):
+            # the loop's own end is a placeholder: make it the budget, so the logged ETA
+            # and `runner.max_iters` mean something
+            loop._max_iters = min(loop._max_iters, self.max_iters)
+        if runner.iter > 0 and self.progress(runner.iter) >= 1.0:
+            # resumed from a run that had spent its budget: one more step would change it
+            runner.train_loop.stop_training = True
+            self.stopped_at = runner.iter
+            runner.logger.info(f"TimeBudgetHook: the budget was spent at iteration "
+                               f"{runner.iter}; nothing left to train")
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         progress = self.progress(runner.iter)
@@ -133,7 +144,9 @@ class TimeBudgetHook(Hook):
                            f"({self.seconds_spent() / 60:.2f} min of {self.clock} time)")
         if self.save_checkpoint:
             name = f"iter_{done}.pth"
-            runner.save_checkpoint(runner.work_dir, name)
+            # by_epoch=False: the meta records `done` iterations, so --resume starts after
+            # the last one instead of repeating it
+            runner.save_checkpoint(runner.work_dir, name, by_epoch=False)
             write_text_atomic(osp.join(runner.work_dir, "last_checkpoint"),
                               osp.join(runner.work_dir, name))
 

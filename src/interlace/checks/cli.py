@@ -6,6 +6,7 @@ Examples:
   cd /tmp/scratch && python /path/to/interlace/tools/check.py \\
       /path/to/interlace/configs/checks/medical.py --smoke     # a minute, not a result
   python tools/check.py configs/checks/medical.py --only mgca mgca_probe
+  python tools/check.py driving --resume        # continue an interrupted check
 
 A DOMAIN runs configs/checks/DOMAIN.py; a path runs that check config. Each check writes
 result.json and result.md (the steps, their metrics, each threshold with PASS / FAIL and
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="record the figures in the model-zoo metafiles the check config "
                              "names (`model_zoo`) and regenerate their READMEs' tables "
                              "(not with --smoke or --only)")
+    parser.add_argument("--resume", action="store_true",
+                        help="each training step resumes from its work dir's latest "
+                             "checkpoint (as tools/train.py --resume); a run that already "
+                             "spent its iteration budget is taken as it is and marked "
+                             "'reused'. Test steps always run")
     parser.add_argument("--only", nargs="+", metavar="STEP",
                         help="run only these steps (and the thresholds they decide)")
     return parser
@@ -59,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.update_zoo and (args.smoke or args.only):
         raise ToolError("--update-zoo records a whole check's figures: not with --smoke / --only")
     path = check_config_path(args.check)
-    report = run_check(path, args.out, args.smoke, args.only)
+    report = run_check(path, args.out, args.smoke, args.only, args.resume)
     if args.update_zoo:
         from mmengine.config import Config
 

@@ -144,7 +144,8 @@ def format_markdown(report: dict) -> str:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in numbers[:6])
         shown += ", ..." if len(numbers) > 6 else ""
         lines.append(f"| {name} | {step['kind']} | `{step.get('config', '')}` | "
-                     f"{step.get('iters', '')} | {step['seconds'] / 60:.1f} | {shown} |")
+                     f"{step.get('iters', '')} | {step['seconds'] / 60:.1f}"
+                     f"{' (reused)' if step.get('reused') else ''} | {shown} |")
     lines += ["", "| threshold | value | bound | |", "|---|---|---|---|"]
     for row in report["thresholds"]:
         bound = " and ".join(part for part in (
@@ -168,8 +169,11 @@ def _machine() -> str:
 
 
 def run_check(path: str, out: Optional[str] = None, smoke: bool = False,
-              only: Optional[list[str]] = None) -> dict:
-    """Run the check config at `path`; returns the report (also written to `out`)."""
+              only: Optional[list[str]] = None, resume: bool = False) -> dict:
+    """Run the check config at `path`; returns the report (also written to `out`).
+
+    `resume` lets each training step continue from its work dir's latest checkpoint and
+    take a run that already spent its iteration budget as it is."""
     import torch
     check = load_check(path, smoke)
     domain = importlib.import_module(DOMAINS[check.domain])
@@ -179,8 +183,9 @@ def run_check(path: str, out: Optional[str] = None, smoke: bool = False,
         torch.set_num_threads(int(check.threads))
     started = time.perf_counter()
     context: dict[str, Any] = dict(out=out, data=domain.prepare_data(dict(check.data)),
-                                   cfg_options=check.step_cfg_options, steps={})
-    report: dict[str, Any] = dict(check=path, smoke=smoke, date=time.strftime("%Y-%m-%d"),
+                                   cfg_options=check.step_cfg_options, steps={},
+                                   resume=resume)
+    report: dict[str, Any] = dict(check=path, smoke=smoke, resume=resume, date=time.strftime("%Y-%m-%d"),
                                   machine=_machine(), data=context["data"], steps={})
     results: dict[str, dict] = {}
     for step in check.steps:

@@ -7,7 +7,8 @@ import os.path as osp
 import shlex
 from typing import Any, Optional
 
-__all__ = ["STEP_KINDS", "train_step", "test_step", "train_command", "apply_budget"]
+__all__ = ["STEP_KINDS", "train_step", "test_step", "train_command", "apply_budget",
+           "finished_run"]
 
 
 def _load(config: str, context: dict, cfg_options: Optional[dict], work_dir: Optional[str]):
@@ -35,6 +36,28 @@ def apply_budget(cfg, max_iters: int) -> None:
         cfg.train_cfg["max_epochs"] = 1
 
 
+def finished_run(cfg) -> Optional[tuple[str, int]]:
+    """(checkpoint, iterations) when the work dir of `cfg` already holds a run that spent
+    its whole iteration budget, else None.
+
+    Only iteration budgets count: a run budgeted in minutes is resumed instead, since
+    whether its budget was spent depends on the machine it ran on."""
+    from interlace.core.engine.checkpoint import load_checkpoint_file
+    from interlace.core.engine.checkpoint_files import resumable_checkpoint
+    budget = None
+    for hook in cfg.get("custom_hooks", []):
+        if hook.get("type") == "TimeBudgetHook" and hook.get("max_minutes") is None:
+            budget = hook.get("max_iters")
+    budget = budget or cfg.get("train_cfg", {}).get("max_iters")
+    if not budget or not osp.isdir(cfg.work_dir):
+        return None
+    path = resumable_checkpoint(cfg.work_dir)
+    if path is None:
+        return None
+    done = int(load_checkpoint_file(path, map_location="cpu")["meta"].get("iter", 0))
+    return (path, done) if done >= int(budget) else None
+
+
 def train_command(config: str, work_dir: Optional[str], cfg_options: dict) -> str:
     """The ``tools/train.py`` command line that trains what the step trains."""
     parts = ["python", "tools/train.py", config]
@@ -49,14 +72,26 @@ def train_command(config: str, work_dir: Optional[str], cfg_options: dict) -> st
 
 def train_step(name: str, context: dict, config: str, work_dir: Optional[str] = None,
                cfg_options: Optional[dict] = None) -> dict[str, Any]:
-    """Train `config` as ``tools/train.py config [--work-dir] [--cfg-options]`` does."""
+    """Train `config` as ``tools/train.py config [--work-dir] [--cfg-options]`` does.
+
+    With ``context['resume']`` (``tools/check.py --resume``) the step continues as
+    ``tools/train.py --resume`` would, and a work dir whose run already spent its
+    iteration budget is taken as it is (``reused`` in the outcome)."""
     from interlace.core.engine.cli import apply_resume, build_runner
     from interlace.core.engine.pretrained_init import resolve_checkpoint
     cfg, budget = _load(config, context, cfg_options, work_dir)
     if budget:
         apply_budget(cfg, int(budget))
     cfg.experiment_name = f"check_{name}"
-    apply_resume(cfg, None)
+    command = train_command(config, work_dir, dict(cfg_options or {}))
+    finished = finished_run(cfg) if context.get("resume") else None
+    if finished is not None:
+        path, iters = finished
+        print(f"== {name}: {path} finished its budget of {iters} iterations: taken as it is",
+              flush=True)
+        return dict(config=config, work_dir=cfg.work_dir, checkpoint=path, iters=iters,
+                    command=command, reused=True, metrics=dict(iters=iters))
+    apply_resume(cfg, "auto" if context.get("resume") else None)
     runner = build_runner(cfg)
     runner.train()
     iters = int(runner.iter)
@@ -65,8 +100,7 @@ def train_step(name: str, context: dict, config: str, work_dir: Optional[str] = 
     except Exception:  # noqa: BLE001 - a run that saved nothing has no checkpoint to name
         checkpoint = None
     return dict(config=config, work_dir=cfg.work_dir, checkpoint=checkpoint, iters=iters,
-                command=train_command(config, work_dir, dict(cfg_options or {})),
-                metrics=dict(iters=iters))
+                command=command, metrics=dict(iters=iters))
 
 
 def test_step(name: str, context: dict, config: str, checkpoint: str,

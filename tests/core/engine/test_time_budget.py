@@ -86,3 +86,16 @@ def test_minutes_budget_ends_the_run(tmp_path):
 def test_bad_budget_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TimeBudgetHook(**kwargs)
+
+
+def test_resuming_a_spent_budget_trains_nothing_more(tmp_path):
+    import torch
+    runner, _ = _budget_runner(tmp_path, max_iters=3)
+    runner.train()
+    before = {k: v.clone() for k, v in runner.model.state_dict().items()}
+    resumed, recorder = _budget_runner(tmp_path, max_iters=3)
+    resumed._resume, resumed._load_from = True, str(tmp_path / "iter_3.pth")
+    resumed.train()
+    assert resumed.iter == 3 and recorder.lrs == []
+    after = resumed.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -18,7 +18,9 @@ What it returns::
     inputs = {
       'points': B x (P_b, C) on the model's device (raw, for the pillar grid),
       'voxels': {'voxels': (M, max_num_points, C), 'num_points': (M,) int32,
-                 'coors': (M, 4) int32 [batch, z, y, x]},
+                 'coors': (M, 4) int32 [batch, z, y, x]}
+                or, with dynamic voxelisation (voxel_layer max_num_points=-1),
+                {'voxels': (N, C) every in-range point, 'coors': (N, 4) int32 its voxel},
       'imgs': (B, V, 3, H_pad, W_pad) or None when no sample has images,
       'batch_geometry': {
           'lidar2img': (B, V, 4, 4) float32 or None (no images),
@@ -48,7 +50,7 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from interlace.core.engine.registry import MODELS
-from interlace.core.ops.voxelize import Voxelization, voxelize_hard
+from interlace.core.ops.voxelize import Voxelization, voxelize_dynamic, voxelize_hard
 
 __all__ = ["DrivingDataPreprocessor", "DEFAULT_VOXEL_LAYER"]
 
@@ -94,7 +96,12 @@ class DrivingDataPreprocessor(BaseDataPreprocessor):
         voxel_layer: :class:`~interlace.core.ops.voxelize.Voxelization` arguments; keys
             not given keep :data:`DEFAULT_VOXEL_LAYER` (10 points per voxel, 0.075 x
             0.075 x 0.2 m voxels over [-54, -54, -5, 54, 54, 3], at most 120k voxels in
-            training and 160k at test). Hard voxelisation only.
+            training and 160k at test). ``max_num_points=-1`` selects dynamic
+            voxelisation: every in-range point is kept with its voxel (``max_voxels`` is
+            then unused), for :class:`~interlace.domains.driving.models.lidar.
+            DynamicMeanVoxelEncoder`. Why: a cap of 10 points suits 0.075 m voxels but
+            drops a third of the points of 0.4 m ones, and which points a full voxel
+            keeps depends on their order (key frame first unless shuffled).
         use_images: False drops the images (a LiDAR-only detector fed by a fusion pipeline).
         pad_size_divisor: images are zero-padded (bottom / right) to a multiple of this, and
             to the largest image of the batch; 32 suits a stride-32 backbone + FPN.
@@ -111,9 +118,9 @@ class DrivingDataPreprocessor(BaseDataPreprocessor):
             raise ValueError(f"pad_size_divisor must be positive, got {pad_size_divisor}")
         self.voxel = bool(voxel)
         cfg = {**DEFAULT_VOXEL_LAYER, **(voxel_layer or {})}
-        if int(cfg["max_num_points"]) <= 0:
-            raise ValueError("DrivingDataPreprocessor does hard voxelisation: voxel_layer "
-                             f"max_num_points must be positive, got {cfg['max_num_points']}")
+        if int(cfg["max_num_points"]) <= 0 and int(cfg["max_num_points"]) != -1:
+            raise ValueError("voxel_layer max_num_points must be positive (hard voxelisation) "
+                             f"or -1 (dynamic), got {cfg['max_num_points']}")
         self.voxel_layer = Voxelization(**cfg) if self.voxel else None
         self.use_images = bool(use_images)
         self.pad_size_divisor = int(pad_size_divisor)
@@ -150,10 +157,31 @@ class DrivingDataPreprocessor(BaseDataPreprocessor):
         return dict(inputs=inputs, data_samples=data_samples)
 
     # --- LiDAR -----------------------------------------------------------------------
+    @property
+    def dynamic(self) -> bool:
+        """Whether the voxelisation is dynamic (``voxel_layer.max_num_points == -1``)."""
+        return self.voxel_layer is not None and self.voxel_layer.max_num_points == -1
+
+    def voxelize(self, points: Sequence[Tensor], training: bool) -> dict[str, Tensor]:
+        """The ``voxels`` entry of :meth:`forward` for B point clouds (P_b, C) (see the
+        module docstring); ``training`` picks the voxel cap. For tools that measure it."""
+        if self.voxel_layer is None:
+            raise ValueError("this DrivingDataPreprocessor does not voxelise (voxel=False)")
+        return self._voxelize(points, training)
+
     @torch.no_grad()
     def _voxelize(self, points: Sequence[Tensor], training: bool) -> dict[str, Tensor]:
-        """Hard-voxelise every sample; prepend its batch index to the (z, y, x) coords."""
+        """Voxelise every sample; prepend its batch index to the (z, y, x) coords."""
         layer = self.voxel_layer
+        if self.dynamic:
+            kept, coors = [], []
+            for index, pts in enumerate(points):
+                cells = voxelize_dynamic(pts, layer.voxel_size, layer.point_cloud_range)
+                inside = (cells >= 0).all(dim=1)
+                # Out-of-range points leave here, so the encoder gets only real voxels.
+                kept.append(pts[inside])
+                coors.append(F.pad(cells[inside], (1, 0), value=index))
+            return dict(voxels=torch.cat(kept), coors=torch.cat(coors))
         cap = layer.max_voxels[0] if training else layer.max_voxels[1]
         voxels, num_points, coors = [], [], []
         for index, pts in enumerate(points):

@@ -1,6 +1,7 @@
 """The LiDAR stream of both driving detectors as one module: voxels -> BEV map.
 
-mean voxel features (:class:`MeanVoxelEncoder`) -> sparse 3D encoder flattened to BEV
+mean voxel features (:class:`MeanVoxelEncoder`, or :class:`DynamicMeanVoxelEncoder` for
+dynamic voxels) -> sparse 3D encoder flattened to BEV
 (:class:`SparseEncoderSECOND`) -> 2D backbone (:class:`SECONDBackbone`) -> neck
 (:class:`SECONDFPN`). Paper settings (docs/methods/deepinteraction.md, "LiDAR stream"):
 a 512-channel 180 x 180 map at stride 8 over [-54, 54] m.
@@ -76,16 +77,20 @@ class LidarBEVEncoder(nn.Module):
         """Encode a batch's voxels.
 
         Args:
-            voxels: the data preprocessor's ``{'voxels': (M, P, C), 'num_points': (M,),
-                'coors': (M, 4) int [batch, z, y, x]}``; M may be 0 (no LiDAR), which gives
-                an all-zero sparse output.
+            voxels: the data preprocessor's hard voxels ``{'voxels': (M, P, C),
+                'num_points': (M,), 'coors': (M, 4) int [batch, z, y, x]}``, or its dynamic
+                ones ``{'voxels': (N, C) points, 'coors': (N, 4) int per point}``; M (N)
+                may be 0 (no LiDAR), which gives an all-zero sparse output.
             batch_size: B.
 
         Returns:
             (B, out_channels, H, W) BEV map, rows along y, columns along x.
         """
-        features = self.voxel_encoder(voxels["voxels"], voxels["num_points"], voxels["coors"])
-        bev = self.middle_encoder(features, voxels["coors"], batch_size)
+        encoded = self.voxel_encoder(voxels["voxels"], voxels.get("num_points"),
+                                     voxels["coors"])
+        # A dynamic encoder groups the points itself and returns the voxels it made.
+        features, coors = encoded if isinstance(encoded, tuple) else (encoded, voxels["coors"])
+        bev = self.middle_encoder(features, coors, batch_size)
         if self.backbone is None:
             return bev
         stages = self.backbone(bev)

@@ -150,3 +150,28 @@ def test_packed_and_collated_samples_go_through_end_to_end():
     assert geo["lidar2img"].shape == (2, 6, 4, 4) and geo["lidar_aug_matrix"].shape == (2, 4, 4)
     assert out["inputs"]["voxels"]["coors"][:, [0, 3]].tolist() == [[0, 720], [1, 733]]
     assert out["data_samples"][1].gt_instances_3d.labels_3d.tolist() == [3]
+
+
+def test_dynamic_voxelisation_keeps_every_in_range_point_with_its_sample_and_voxel():
+    a = torch.tensor([point(0.01, 0.01, 0.01, i) for i in range(25)]      # one 0.075 m voxel
+                     + [point(99.0, 0.0, 0.0)])                            # out of range
+    b = torch.tensor([point(1.0, 1.0, 0.0)])
+    pre = DrivingDataPreprocessor(use_images=False, voxel_layer=dict(max_num_points=-1))
+    assert pre.dynamic and not DrivingDataPreprocessor().dynamic
+    vox = pre(dict(inputs=dict(points=[a, b])), training=False)["inputs"]["voxels"]
+    assert set(vox) == {"voxels", "coors"}
+    assert torch.equal(vox["voxels"], torch.cat([a[:25], b]))             # nothing capped
+    assert vox["coors"].dtype == torch.int32
+    assert vox["coors"].tolist() == [[0, 25, 720, 720]] * 25 + [[1, 25, 733, 733]]
+    # The capped layer keeps 10 of the 25.
+    capped = DrivingDataPreprocessor(use_images=False)(dict(inputs=dict(points=[a, b])))
+    assert capped["inputs"]["voxels"]["num_points"].tolist() == [10, 1]
+
+
+def test_dynamic_voxels_of_a_dropped_lidar_are_empty():
+    from interlace.domains.driving.models.detectors.modality_dropping import \
+        drop_modalities_from_inputs
+    pre = DrivingDataPreprocessor(use_images=False, voxel_layer=dict(max_num_points=-1))
+    inputs = pre(dict(inputs=dict(points=[torch.tensor([point(1.0, 1.0, 0.0)])])))["inputs"]
+    dropped = drop_modalities_from_inputs(inputs, ["lidar"])["voxels"]
+    assert dropped["voxels"].shape == (0, 5) and dropped["coors"].shape == (0, 4)

@@ -58,3 +58,48 @@ def test_filters_are_built_by_name_from_a_config():
 def test_inverted_range_is_rejected():
     with pytest.raises(ValueError, match="point_cloud_range"):
         PointsRangeFilter([0, 0, 0, -1, 1, 1])
+
+
+def test_seeded_point_shuffle_is_deterministic_per_sample_and_ignores_the_global_seed():
+    points = np.arange(1000, dtype=np.float32).reshape(200, 5)
+    shuffle = TRANSFORMS.build(dict(type="PointShuffle", seed=0))
+    np.random.seed(1)
+    a = shuffle(dict(points=points.copy(), token="tok-a"))["points"]
+    np.random.seed(2)
+    again = shuffle(dict(points=points.copy(), token="tok-a"))["points"]
+    other = shuffle(dict(points=points.copy(), token="tok-b"))["points"]
+    reseeded = PointShuffle(seed=1)(dict(points=points.copy(), token="tok-a"))["points"]
+    np.testing.assert_array_equal(a, again)
+    assert not np.array_equal(a, points) and not np.array_equal(a, other)
+    assert not np.array_equal(a, reseeded)
+    np.testing.assert_array_equal(a[np.argsort(a[:, 0])], points)
+    # Without a token the sample index (then the LiDAR path) keys the permutation.
+    by_index = PointShuffle(seed=0)(dict(points=points.copy(), sample_idx=3))["points"]
+    np.testing.assert_array_equal(
+        by_index, PointShuffle(seed=0)(dict(points=points.copy(), sample_idx=3))["points"])
+    assert repr(shuffle) == "PointShuffle(seed=0)" and repr(PointShuffle()) == "PointShuffle()"
+
+
+def test_seeded_test_time_shuffle_keeps_the_sweep_share_of_capped_voxels():
+    """Key-frame points first (as the loaders give them) and 40 points per 0.4 m voxel:
+    a 10-point cap keeps only key-frame points unless the cloud is shuffled."""
+    import torch
+
+    from interlace.core.ops.voxelize import voxelize_hard
+
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 50, (400, 2)).repeat(40, axis=0) * 0.4 + 0.2
+    xyz = np.column_stack([cells + rng.uniform(-0.19, 0.19, cells.shape), np.full(len(cells), 0.1)])
+    lag = np.tile(np.repeat([0.0, 0.05, 0.1, 0.15], 10), 400)        # 25 % key frame
+    order = np.argsort(lag, kind="stable")                            # key frame first
+    points = np.column_stack([xyz, np.ones(len(xyz)), lag])[order].astype(np.float32)
+
+    def sweep_share_kept(cloud):
+        voxels, _, num = voxelize_hard(torch.from_numpy(cloud), [0.4, 0.4, 0.2],
+                                       [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0], 10, 40000)
+        slots = torch.arange(10).unsqueeze(0) < num.unsqueeze(1)
+        return float((voxels[..., 4][slots] > 0).float().mean())
+
+    assert sweep_share_kept(points) < 0.01                            # unshuffled
+    shuffled = PointShuffle(seed=0)(dict(points=points.copy(), token="t"))["points"]
+    assert abs(sweep_share_kept(shuffled) - 0.75) < 0.02

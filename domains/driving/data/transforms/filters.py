@@ -5,7 +5,8 @@ and are open intervals (``x0 < x < x1``), as mmdet3d's ``in_range_3d`` / ``in_ra
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import zlib
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -122,13 +123,40 @@ class ObjectNameFilter:
 
 @TRANSFORMS.register_module()
 class PointShuffle:
-    """Shuffle the order of the points (voxelisation keeps the first points of a full
-    voxel, so the order must not favour one sweep)."""
+    """Shuffle the order of the points (hard voxelisation keeps the first points of a full
+    voxel, so the order must not favour one sweep).
+
+    Args:
+        seed: None (training): a fresh permutation from numpy's global generator each
+            call. An int (test pipelines): the permutation is drawn from a generator seeded
+            with ``seed`` and the sample's ``token`` (else ``sample_idx``, else the LiDAR
+            path), so a sample is shuffled the same way in every run and process, while
+            full voxels keep the same share of sweep points as in training. Without any
+            shuffle the key frame's points, which come first, fill full voxels, and the
+            sweeps' share of the kept points falls.
+    """
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        self.seed = None if seed is None else int(seed)
+
+    def _generator(self, results: dict[str, Any]) -> np.random.Generator:
+        key = results.get("token")
+        if key is None:
+            key = results.get("sample_idx")
+        if key is None:
+            key = (results.get("lidar_points") or {}).get("lidar_path")
+        # crc32, not hash(): Python salts str hashes per process.
+        salt = zlib.crc32(str(key).encode("utf-8")) if key is not None else 0
+        return np.random.default_rng([self.seed, salt])
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         """``points`` (P, C) -> (P, C) permuted."""
-        results["points"] = results["points"][np.random.permutation(len(results["points"]))]
+        count = len(results["points"])
+        order = (np.random.permutation(count) if self.seed is None
+                 else self._generator(results).permutation(count))
+        results["points"] = results["points"][order]
         return results
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}()" if self.seed is None else \
+            f"{type(self).__name__}(seed={self.seed})"

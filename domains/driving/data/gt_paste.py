@@ -7,7 +7,9 @@ Database layout (as mmdet3d's ``create_gt_database``, with this project's box co
 - ``out_dir/<db_name>/<sample_idx>_<class>_<gt_idx>.bin``: float32 rows ``(x, y, z,
   intensity, time_lag)`` of the points inside the box (key frame + ``max_sweeps``
   sweeps), with xyz **relative to the box's geometric centre** (mmdet3d subtracts its
-  bottom centre);
+  bottom centre). The time lag is stored (0 for the key frame, the sweep's lag in seconds
+  otherwise), as mmdet3d stores it: a moving object's older points trail behind it, and
+  that trail is what its velocity label is learned from;
 - ``out_dir/<dbinfo_name>``: a pickle ``{class: [info, ...]}`` with ``info = {name, path
   (relative to out_dir), sample_idx, gt_idx, box3d_lidar (9: x, y, z, l, w, h, yaw, vx,
   vy, geometric centre), num_points_in_gt, difficulty, group_id}``.
@@ -198,14 +200,18 @@ class DataBaseSampler:
             ``filter_by_difficulty=[d, ...]`` drops those difficulties.
         sample_groups: ``{class: max objects of that class per scene}``.
         classes: label order (default nuScenes' CLASSES).
-        zero_time_lag: give pasted points time lag 0 (they join the key frame).
+        zero_time_lag: give pasted points time lag 0 (they join the key frame). Off by
+            default, as in mmdet3d: the points keep the lags stored in the database, so a
+            pasted object's trail agrees with its velocity label (zeroed lags would teach
+            that a moving object's smeared points belong to one instant). A database
+            built by an earlier version loads unchanged: its files always held the lags.
         points_loader: mmdet3d's ``dict(type='LoadPointsFromFile', load_dim=5,
             use_dim=...)``; only ``load_dim`` / ``use_dim`` are read (default 5 / 5).
     """
 
     def __init__(self, info_path: PathLike, data_root: PathLike, rate: float = 1.0,
                  prepare: Optional[dict] = None, sample_groups: Optional[dict] = None,
-                 classes: Sequence[str] = CLASSES, zero_time_lag: bool = True,
+                 classes: Sequence[str] = CLASSES, zero_time_lag: bool = False,
                  points_loader: Optional[dict] = None) -> None:
         loader = points_loader or {}
         self.load_dim = int(loader.get("load_dim", 5))

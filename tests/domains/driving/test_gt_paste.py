@@ -138,8 +138,7 @@ def test_object_sample_pastes_non_overlapping_objects_with_exactly_their_points(
             root / "nuscenes_dbinfos_train.pkl", root, sample_groups=dict(car=1)).samplers[
             "car"].infos if np.allclose(i["box3d_lidar"], box))
         pts = np.fromfile(root / info["path"], np.float32).reshape(-1, 5)
-        pts[:, :3] += box[:3]
-        pts[:, 4] = 0.0
+        pts[:, :3] += box[:3]                     # the lags stay as stored
         expected.append(pts)
     expected = np.concatenate(expected)
     inside = points_in_boxes(torch.from_numpy(results["points"]),
@@ -152,6 +151,36 @@ def test_object_sample_pastes_non_overlapping_objects_with_exactly_their_points(
     scene = _scene_results()["points"]
     outside = ~points_in_boxes(torch.from_numpy(scene), torch.from_numpy(pasted)).any(1).numpy()
     assert len(results["points"]) == len(expected) + outside.sum() and outside.sum() < len(scene)
+
+
+def _paste_car_a(root, **sampler):
+    """Paste car A (50 key-frame + 10 sweep points) into a scene without cars; returns
+    the pasted points and car A's stored points."""
+    paste = ObjectSample(dict(data_root=root, info_path="nuscenes_dbinfos_train.pkl",
+                              sample_groups=dict(car=1), **sampler))
+    cars = paste.db_sampler.samplers["car"]
+    paste.db_sampler.samplers["car"] = type(cars)([i for i in cars.infos if i["gt_idx"] == 0
+                                                   and i["sample_idx"] == 0])
+    results = paste(_scene_results())
+    assert results["gt_labels_3d"].tolist() == [8, 0]
+    stored = np.fromfile(root / "nuscenes_gt_database/0_car_0.bin", np.float32).reshape(-1, 5)
+    return results["points"][:len(stored)], stored
+
+
+def test_database_stores_the_sweeps_time_lag_and_pasted_points_keep_it(database):
+    root = database[0]
+    pasted, stored = _paste_car_a(root)
+    # The database end: key-frame points at lag 0, the sweep's points at its 0.05 s.
+    np.testing.assert_allclose(np.unique(stored[:, 4]), [0.0, 0.05], atol=1e-6)
+    assert (stored[:, 4] > 0).sum() == 10
+    # The paste end: pasted points come first, moved to the box, lags untouched.
+    np.testing.assert_array_equal(pasted[:, 3:], stored[:, 3:])
+    np.testing.assert_allclose(pasted[:, :3], stored[:, :3] + np.float32(BOX_A[:3]), atol=1e-5)
+
+
+def test_zero_time_lag_still_puts_pasted_points_in_the_key_frame_when_asked(database):
+    pasted, stored = _paste_car_a(database[0], zero_time_lag=True)
+    assert not pasted[:, 4].any() and stored[:, 4].any()
 
 
 def test_object_sample_does_nothing_when_the_groups_are_full(database):

@@ -12,7 +12,7 @@ image_size = 64
 max_epochs = 10
 finding = "opacity"
 
-model = dict(image_encoder=dict(depth=18), pretrained=None,
+model = dict(image_encoder=dict(depth=18), init_cfg=None,
              decoder_channels=(128, 64, 32, 16, 8))
 
 _pipeline = [

@@ -3,10 +3,11 @@
 # with 1 / 10 / 100 % of the training images (published figures: docs/methods/mgca.md).
 # Data: SIIM-ACR converted to PNG, images and masks (0 / 255) with matching names:
 #   data/siim/{train,val,test}/images/<id>.png   data/siim/{train,val,test}/masks/<id>.png
-# Encoder: an MGCA checkpoint (mmengine's, from configs/medical/mgca_resnet50_mimic.py);
-# its `image_encoder.*` weights are loaded, the rest ignored.
+# Encoder: an MGCA checkpoint, Interlace's (from configs/medical/mgca_resnet50_mimic.py) or
+# a released .ckpt; its image encoder is loaded by the Pretrained initialiser, the rest
+# ignored (docs/weights.md):
 #   python tools/train.py configs/medical/unet_resnet50_mgca_siim.py \
-#       --cfg-options model.pretrained=work_dirs/mgca_resnet50_mimic/epoch_50.pth
+#       --cfg-options model.init_cfg.checkpoint=work_dirs/mgca_resnet50_mimic/epoch_50.pth
 # The optimiser below is ours: MGCA does not state its segmentation schedule.
 _base_ = ["../_base_/default_runtime.py"]
 
@@ -18,8 +19,9 @@ model = dict(
     type="CxrSegmenter",
     image_encoder=dict(type="ResNetImageEncoder", depth=50, in_channels=1),
     freeze_encoder=True,
-    pretrained="checkpoints/mgca_resnet50.pth",
-    pretrained_prefix="image_encoder.",
+    # the image encoder of an MGCA checkpoint of either kind; strict: every weight found
+    init_cfg=dict(type="Pretrained", checkpoint="checkpoints/mgca_resnet50.pth",
+                  key_map="mgca_image_encoder", target="image_encoder", strict=True),
     decoder_channels=(256, 128, 64, 32, 16),
     dice_weight=1.0,
     bce_weight=1.0,

@@ -26,7 +26,9 @@ def test_paper_like_config_freezes_a_resnet50_mgca_encoder():
     cfg = Config.fromfile(str(SIIM))
     assert cfg.model.type == "CxrSegmenter" and cfg.model.freeze_encoder
     assert cfg.model.image_encoder == dict(type="ResNetImageEncoder", depth=50, in_channels=1)
-    assert cfg.model.pretrained_prefix == "image_encoder."
+    assert cfg.model.init_cfg == dict(type="Pretrained", checkpoint="checkpoints/mgca_resnet50.pth",
+                                      key_map="mgca_image_encoder", target="image_encoder",
+                                      strict=True)
     assert cfg.val_evaluator.type == "CxrDiceMetric"
     assert cfg.infer_cfg.writer.formats == ("png", "nii.gz")
 
@@ -35,7 +37,7 @@ def test_tiny_config_builds_its_model_and_reads_the_generated_masks(tmp_path):
     make_synthetic_mimic(tmp_path / "mimic", 4, seed=0, min_size=40, max_size=48)
     cfg = Config.fromfile(str(TINY))
     model = MODELS.build(cfg.model)
-    assert model.pretrained is None and model.freeze_encoder
+    assert model.init_cfg is None and model.freeze_encoder
     with DefaultScope.overwrite_default_scope("interlace"):  # the pipeline's types
         dataset = DATASETS.build(dict(cfg.train_dataloader.dataset,
                                       data_root=str(tmp_path / "mimic"), split=None))

@@ -46,11 +46,14 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from interlace.core.engine.checkpoint import PathLike
+from interlace.core.engine.pretrained_init import register_state_converter
 from interlace.core.engine.weight_conversion import (CHECKPOINT_MAPS, CheckpointMap, KeyMap,
                                                      WeightLoadReport, load_published_weights,
+                                                     published_layout_converter,
                                                      read_state_dict, register_published_layout)
 
-__all__ = ["MGCA_CHECKPOINT", "IMAGE_ENCODER_PART", "is_mgca_checkpoint", "load_mgca_weights"]
+__all__ = ["MGCA_CHECKPOINT", "IMAGE_ENCODER_PART", "is_mgca_checkpoint", "load_mgca_weights",
+           "mgca_init_cfg", "start_from_mgca"]
 
 
 def _conv1d_to_linear(value: Tensor) -> Tensor:
@@ -99,6 +102,40 @@ CHECKPOINT_MAPS["mgca"] = MGCA_CHECKPOINT  # tools/analysis_tools/convert_checkp
 # encoder alone: key_map='torchvision_resnet' (or 'timm_vit'), prefix='img_encoder_q.model.',
 # target='image_encoder'.
 register_published_layout("mgca", MGCA_CHECKPOINT)
+_released_whole = published_layout_converter(MGCA_CHECKPOINT)
+_released_encoder = published_layout_converter(MGCA_CHECKPOINT, parts=(IMAGE_ENCODER_PART,))
+_ENCODER = "image_encoder."
+
+
+@register_state_converter("mgca_checkpoint")
+def _any_mgca_checkpoint(source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+                         ) -> "OrderedDict[str, Tensor]":
+    """An MGCA checkpoint of either kind into a whole MGCA model: a released ``.ckpt`` is
+    renamed by :data:`MGCA_CHECKPOINT`; Interlace's own names pass through."""
+    return _released_whole(source, target) if is_mgca_checkpoint(source) else OrderedDict(source)
+
+
+@register_state_converter("mgca_image_encoder")
+def _mgca_image_encoder(source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+                        ) -> "OrderedDict[str, Tensor]":
+    """The image encoder alone (``target='image_encoder'``) out of an MGCA checkpoint of
+    either kind: released (``img_encoder_q.model.*``) or Interlace's (``image_encoder.*``)."""
+    if is_mgca_checkpoint(source):
+        source = _released_encoder(source, {_ENCODER + k: v for k, v in target.items()})
+    return OrderedDict((k[len(_ENCODER):], v) for k, v in source.items()
+                       if k.startswith(_ENCODER))
+
+
+def mgca_init_cfg(checkpoint: str, image_encoder_only: bool = False,
+                  strict: bool = False) -> dict:
+    """``init_cfg`` that starts a model from an MGCA checkpoint (a file or a work dir),
+    released or Interlace's: the whole model, or only its ``image_encoder`` (a probe, a
+    U-Net) with `image_encoder_only`."""
+    if image_encoder_only:
+        return dict(type="Pretrained", checkpoint=checkpoint, key_map="mgca_image_encoder",
+                    target="image_encoder", strict=strict)
+    return dict(type="Pretrained", checkpoint=checkpoint, key_map="mgca_checkpoint",
+                strict=strict)
 
 
 def is_mgca_checkpoint(state: Mapping[str, object]) -> bool:
@@ -137,3 +174,18 @@ def load_mgca_weights(module: nn.Module, source: PathLike | Mapping[str, Tensor]
                                       target_prefix="", strict=strict, log=log)
     return load_published_weights(module, state, MGCA_CHECKPOINT, target_prefix="",
                                   strict=strict, log=log)
+
+
+def start_from_mgca(model: nn.Module, checkpoint: str, image_encoder_only: bool = False,
+                    strict: bool = False):
+    """Apply :func:`mgca_init_cfg` to a built `model` now, as the Runner applies a config's
+    ``init_cfg`` when training starts (for tools that evaluate without training: the
+    linear probe, the grounding, the checks). Returns the load report."""
+    from mmengine.registry import DefaultScope
+
+    from interlace.core.engine.registry import WEIGHT_INITIALIZERS
+    with DefaultScope.overwrite_default_scope("interlace"):
+        initializer = WEIGHT_INITIALIZERS.build(
+            mgca_init_cfg(checkpoint, image_encoder_only, strict))
+    initializer(model)
+    return initializer.report

@@ -11,12 +11,12 @@ encoder's multi-scale features:
   UNETR's projection-upsampling blocks (Hatamizadeh et al. 2022), which belong to the
   trainable decoder.
 
-Weights of an MGCA checkpoint load into the encoder by dropping the ``image_encoder.``
-prefix of its keys (the attribute name in :class:`MGCA` and here), so ``load_from`` of a
-whole MGCA checkpoint works too; ``pretrained`` does it through
-:func:`load_backbone_weights` and checks that every encoder weight was found. A released
-MGCA Lightning ``.ckpt`` (``img_encoder_q.model.*``) is recognised and mapped by
-:mod:`.published_weights`.
+The encoder starts from MGCA through the project's one way of starting from weights,
+``init_cfg=dict(type='Pretrained', ...)`` (docs/weights.md):
+``init_cfg=mgca_init_cfg(CKPT, image_encoder_only=True, strict=True)`` loads the
+``image_encoder.*`` weights of an Interlace MGCA checkpoint, or the ``img_encoder_q.model.*``
+weights of a released MGCA ``.ckpt``, into ``image_encoder`` and fails unless every
+encoder weight is found. ``pretrained=CKPT`` is short for exactly that.
 """
 from __future__ import annotations
 
@@ -32,12 +32,11 @@ from monai.networks.blocks import UnetrBasicBlock, UnetrPrUpBlock
 from monai.networks.nets.flexible_unet import SegmentationHead, UNetDecoder
 from torch import Tensor, nn
 
-from interlace.core.engine.checkpoint import load_backbone_weights
-from interlace.core.engine.weight_conversion import read_state_dict
 from interlace.core.engine.registry import MODELS
 from interlace.domains.medical.data.segmentation import restore_original_size
 
 from .data_preprocessor import CxrReportDataPreprocessor
+from .published_weights import mgca_init_cfg
 from .image_encoders import ResNetImageEncoder, ViTImageEncoder
 
 __all__ = ["ViTFeaturePyramid", "CxrSegmenter"]
@@ -124,6 +123,12 @@ class ViTFeaturePyramid(nn.Module):
         return [up(t) for up, t in zip(self.up, token_maps[:3])] + [self.same(token_maps[3])]
 
 
+def _loads_weights(init_cfg: Optional[dict | list]) -> bool:
+    """Whether an ``init_cfg`` (a dict or a list of them) loads weights from a file."""
+    cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg] if init_cfg else []
+    return any(cfg.get("type") == "Pretrained" for cfg in cfgs)
+
+
 @MODELS.register_module()
 class CxrSegmenter(BaseModel):
     """Binary segmentation: pre-trained CXR encoder + U-Net decoder, Dice + BCE loss.
@@ -132,10 +137,10 @@ class CxrSegmenter(BaseModel):
         image_encoder: ``ResNetImageEncoder`` / ``ViTImageEncoder`` config or module.
         freeze_encoder: keep encoder weights and BatchNorm statistics fixed (MGCA's
             protocol); ``False`` fine-tunes it with the decoder.
-        pretrained: an MGCA checkpoint (or any file whose encoder keys carry
-            `pretrained_prefix`), loaded by :meth:`init_weights` with
-            ``weights_only=True``; every encoder weight must be present. ``None``: random.
-        pretrained_prefix: the encoder's key prefix in that file (MGCA: ``image_encoder.``).
+        pretrained: an MGCA checkpoint (Interlace's or a released ``.ckpt``; a file or a
+            work dir): short for ``init_cfg=mgca_init_cfg(pretrained,
+            image_encoder_only=True, strict=True)``, applied by :meth:`init_weights` (the
+            Runner calls it when training starts). ``None``: ``init_cfg`` decides.
         decoder_channels: U-Net decoder widths, deepest first (5 for ResNet, first 4 used
             for ViT).
         vit_blocks: ViT blocks whose tokens feed the decoder (default: the last of each
@@ -150,7 +155,7 @@ class CxrSegmenter(BaseModel):
     """
 
     def __init__(self, image_encoder: dict | nn.Module, freeze_encoder: bool = True,
-                 pretrained: Optional[str] = None, pretrained_prefix: str = "image_encoder.",
+                 pretrained: Optional[str] = None,
                  decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
                  vit_blocks: Optional[Sequence[int]] = None,
                  vit_pyramid_channels: Sequence[int] = (64, 128, 256, 512),
@@ -159,10 +164,13 @@ class CxrSegmenter(BaseModel):
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = CxrReportDataPreprocessor()
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError("CxrSegmenter: give `pretrained` or `init_cfg`, not both")
+            init_cfg = mgca_init_cfg(pretrained, image_encoder_only=True, strict=True)
         super().__init__(data_preprocessor=_build(data_preprocessor), init_cfg=init_cfg)
         self.image_encoder = _build(image_encoder)
-        self.freeze_encoder, self.pretrained = freeze_encoder, pretrained
-        self.pretrained_prefix = pretrained_prefix
+        self.freeze_encoder = freeze_encoder
         self.is_vit = isinstance(self.image_encoder, ViTImageEncoder)
         if self.is_vit:
             depth = len(self.image_encoder.vit.blocks)
@@ -201,37 +209,17 @@ class CxrSegmenter(BaseModel):
         if freeze_encoder:
             self.image_encoder.requires_grad_(False)
             self.image_encoder.eval()
-            if pretrained is None:
+            if not _loads_weights(init_cfg):
                 logger.warning("CxrSegmenter: the encoder is frozen and randomly initialised;"
-                               " pass pretrained=CKPT or freeze_encoder=False")
-
-    # -- weights ------------------------------------------------------------------------
+                               " start it from MGCA (pretrained=CKPT or an init_cfg of type "
+                               "'Pretrained') or pass freeze_encoder=False")
 
     def init_weights(self) -> None:
-        """mmengine's initialisation, then the encoder from ``pretrained`` if given
-        (``Runner.train`` calls this; a later ``load_from`` / resume overrides it)."""
-        super().init_weights()
-        if self.pretrained:
-            self.load_encoder_weights(self.pretrained)
-
-    def load_encoder_weights(self, path: str) -> None:
-        """Copy the encoder's weights out of `path` (keys under ``pretrained_prefix``).
-
-        Raises ``CheckpointError`` naming the file when any encoder weight is missing or
-        shaped differently (e.g. a ResNet-50 checkpoint for a ResNet-18 encoder).
-        """
-        from .published_weights import is_mgca_checkpoint, load_mgca_weights
-
-        state = read_state_dict(path)
-        if is_mgca_checkpoint(state):  # a released MGCA .ckpt: img_encoder_q.model.*
-            report = load_mgca_weights(self.image_encoder, state, image_encoder_only=True,
-                                       strict=True)
-            logger.info("CxrSegmenter: encoder loaded from MGCA checkpoint %s (%s)", path,
-                        report.summary())
-            return
-        report = load_backbone_weights(self.image_encoder, path,
-                                       source_prefix=self.pretrained_prefix, strict=True)
-        logger.info("CxrSegmenter: encoder loaded from %s (%s)", path, report.summary())
+        """mmengine's initialisation, in the ``interlace`` scope whatever the caller's: its
+        ``Pretrained`` takes key maps (a Runner sets the scope; a script may not)."""
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope("interlace"):
+            super().init_weights()
 
     def train(self, mode: bool = True) -> "CxrSegmenter":
         """Keep a frozen encoder in eval mode: its BatchNorm statistics are part of the

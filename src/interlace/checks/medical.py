@@ -41,9 +41,9 @@ def _model(config: str, checkpoint: Optional[str], context: dict, seed: int):
     from mmengine.registry import init_default_scope
 
     import interlace.domains.medical.models  # noqa: F401  registers MGCA and its parts
-    from interlace.core.engine.checkpoint import load_weights
     from interlace.core.engine.cli import load_config
     from interlace.core.engine.registry import MODELS
+    from interlace.domains.medical.models.published_weights import start_from_mgca
     init_default_scope("interlace")
     cfg = load_config(config)
     torch.manual_seed(seed)
@@ -51,7 +51,7 @@ def _model(config: str, checkpoint: Optional[str], context: dict, seed: int):
     if checkpoint is not None:
         path = context["steps"][checkpoint]["checkpoint"] if checkpoint in context["steps"] \
             else checkpoint
-        load_weights(model, path, strict=True)
+        start_from_mgca(model, path, strict=True)  # the Pretrained initialiser, whole model
     return cfg, model.eval()
 
 

@@ -71,7 +71,6 @@ def build_model(cfg, checkpoint: str, random_init: bool):
     from mmengine.registry import init_default_scope
 
     import interlace.domains.medical.models  # noqa: F401  registers MGCA and encoders
-    from interlace.core.engine.checkpoint import load_weights
     from interlace.core.engine.registry import MODELS
 
     init_default_scope(cfg.get("default_scope", "interlace"))
@@ -85,15 +84,16 @@ def build_model(cfg, checkpoint: str, random_init: bool):
         return model, dict(random_init=True)
     from interlace.core.engine.weight_conversion import read_state_dict
     from interlace.domains.medical.models.published_weights import (is_mgca_checkpoint,
-                                                                    load_mgca_weights)
+                                                                    start_from_mgca)
 
-    if is_mgca_checkpoint(read_state_dict(checkpoint)):  # a released MGCA Lightning .ckpt
-        report = load_mgca_weights(model, checkpoint, image_encoder_only=True)
-        encoder_missing = [f"image_encoder.{k}" for k in report.missing]
-    else:
-        # strict=False: only the image encoder matters; heads may differ between configs.
-        report = load_weights(model, checkpoint, strict=False)
-        encoder_missing = [k for k in report.missing if k.startswith("image_encoder.")]
+    # Both through the Pretrained initialiser (docs/weights.md): a released MGCA Lightning
+    # .ckpt gives the image encoder only (its text side needs Bio_ClinicalBERT's config);
+    # an Interlace checkpoint the whole model, non-strict since heads may differ between
+    # configs and only the image side matters here.
+    released = is_mgca_checkpoint(read_state_dict(checkpoint))
+    report = start_from_mgca(model, checkpoint, image_encoder_only=released)
+    encoder_missing = ([f"image_encoder.{k}" for k in report.missing] if released else
+                       [k for k in report.missing if k.startswith("image_encoder.")])
     print(f"checkpoint {checkpoint}: {report.summary()}")
     if encoder_missing:
         print(f"warning: {len(encoder_missing)} image-encoder weights missing from the "

@@ -92,8 +92,10 @@ class _Normalization(nn.Module):
     def describe(self) -> str:
         if not self.enabled:
             return ""
-        return (f", feature_offset={[round(v, 6) for v in self.offset.tolist()]}, "
-                f"feature_scale={[round(v, 6) for v in self.scale.tolist()]}")
+        # %g: the float32 buffers would print 51.2 as 51.200001.
+        offset = ", ".join(f"{v:g}" for v in self.offset.tolist())
+        scale = ", ".join(f"{v:g}" for v in self.scale.tolist())
+        return f", feature_offset=[{offset}], feature_scale=[{scale}]"
 
 
 @MODELS.register_module()

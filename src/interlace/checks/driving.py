@@ -13,14 +13,17 @@ __all__ = ["prepare_data"]
 
 def prepare_data(data: dict) -> dict:
     """``make_synthetic_nuscenes`` + info files + GT-paste database under ``data['root']``,
-    unless it already holds a set made with the same arguments."""
+    unless it already holds a set made with the same arguments by the same generator
+    version (a set from an older generator, or one without a version, is regenerated)."""
     from interlace.core.engine.atomic_files import write_json_atomic
     from interlace.domains.driving.data.gt_paste import create_groundtruth_database
     from interlace.domains.driving.data.info_creation import create_nuscenes_infos
-    from interlace.domains.driving.data.synthetic import make_synthetic_nuscenes
+    from interlace.domains.driving.data.synthetic import GENERATOR_VERSION, \
+        make_synthetic_nuscenes
     root = Path(data["root"])
     wanted = dict(scenes=data["scenes"], samples_per_scene=data["samples_per_scene"],
-                  version=data["version"], seed=data["seed"], max_sweeps=data["max_sweeps"])
+                  version=data["version"], seed=data["seed"], max_sweeps=data["max_sweeps"],
+                  generator_version=GENERATOR_VERSION)
     stamp = root / "check_data.json"
     if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == wanted:
         print(f"reusing {root}", flush=True)

@@ -3,11 +3,13 @@
 Pixel (column u, row v) looks along ``K^-1 [u, v, 1]`` in the camera frame (pixel centres
 at integer coordinates, as the devkit's ``view_points`` maps points), turned into the
 global frame through the camera's calibration and the ego pose at the image's own
-timestamp. The nearest of sky, ground (z = 0) and the object boxes wins (a z-buffer, so
-occlusion is exact). Objects carry their class colour (`CLASS_COLOURS`), a few class
-details (windows and wheels, a pedestrian's head and legs, a cone's white band, a
-barrier's stripes) and Lambert shading from a fixed sun; shading only scales brightness,
-so the hue at a box's centre stays its class's.
+timestamp. The nearest of sky, ground (z = 0) and the objects wins (a z-buffer, so
+occlusion is exact). Objects have the shapes the LiDAR sees (:mod:`.vehicle_shapes`: a
+car's bonnet, cabin and windshield, a truck's cab and cargo box...), their class colour
+(`CLASS_COLOURS`), the shapes' glass, tyres and red rear lights, a few class details (a
+pedestrian's head and legs, a cone's white band, a barrier's stripes) and Lambert shading
+from a fixed sun. Shading only scales brightness, and no glass lies where a ray to the box
+centre enters, so the hue at a box's centre stays its class's.
 
 ``bicycle`` and ``motorcycle`` share size, shape, details, LiDAR intensity and motion; the
 image is the only place they differ: magenta bicycles, green motorcycles.
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lidar_simulation import ray_box_distance
 from .road_and_ego import ASPHALT, GRASS, LANE_MARK, SIDEWALK, EgoTrajectory, ground_kind
 from .scene_objects import SceneObjects
+from .vehicle_shapes import GLASS, REFLECTOR, TYRE, box_fractions, part_bounds, \
+    ray_parts_distance, surface_kind
 
 __all__ = ["CLASS_COLOURS", "render_camera"]
 
@@ -35,6 +38,7 @@ _HAZE = np.array([190, 200, 210.0])
 _SUN = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])
 _GLASS, _TYRE, _SKIN, _TROUSERS = (45, 55, 65), (25, 25, 25), (225, 185, 150), (45, 45, 65)
 _RED_STRIPE, _WHITE = (210, 30, 30), (245, 245, 245)
+_REAR_LIGHT = (200, 12, 12)
 
 
 def render_camera(camera_to_global: np.ndarray, intrinsic: np.ndarray, width: int, height: int,
@@ -61,23 +65,25 @@ def render_camera(camera_to_global: np.ndarray, intrinsic: np.ndarray, width: in
 
     centres = objects.centres(t)
     owner = np.full((height, width), -1, dtype=np.int64)
+    owner_part = np.full((height, width), -1, dtype=np.int64)
     for i in range(len(objects)):
         window = _screen_window(centres[i], objects.size[i], objects.yaw[i], rotation, origin,
                                 intrinsic, width, height)
         if window is None:
             continue
         rows, cols = window
-        half = objects.size[i] / 2
-        distance = ray_box_distance(origin, dirs[rows, cols], centres[i], objects.yaw[i],
-                                    -half, half)
+        low, high = part_bounds(objects.names[i], objects.size[i])
+        distance, part = ray_parts_distance(origin, dirs[rows, cols], centres[i],
+                                            objects.yaw[i], low, high)
         closer = distance < depth[rows, cols]
         depth[rows, cols] = np.where(closer, distance, depth[rows, cols])
         owner[rows, cols] = np.where(closer, i, owner[rows, cols])
+        owner_part[rows, cols] = np.where(closer, part, owner_part[rows, cols])
     for i in np.unique(owner[owner >= 0]):
         mask = owner == i
         hit = origin + depth[mask][:, None] * dirs[mask]
-        image[mask] = _object_colour(objects.names[i], hit - centres[i], objects.size[i],
-                                     objects.yaw[i])
+        image[mask] = _object_colour(objects.names[i], hit, centres[i], objects.size[i],
+                                     objects.yaw[i], owner_part[mask])
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -120,33 +126,34 @@ def _ground_colour(points: np.ndarray, road: EgoTrajectory, distance: np.ndarray
     return colour * (1 - haze) + _HAZE * haze
 
 
-def _object_colour(name: str, offset: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray:
-    """Colour (P, 3) of hit points given their offset (P, 3) from the box centre."""
+def _object_colour(name: str, hit: np.ndarray, centre: np.ndarray, size: np.ndarray,
+                   yaw: float, part: np.ndarray) -> np.ndarray:
+    """Colour (P, 3) of global hit points (P, 3) on parts `part` (P,) of one object."""
+    fractions = box_fractions(hit, centre, size, yaw)                       # (P, 3)
+    along, across, up = fractions[:, 0] * 2, fractions[:, 1] * 2, fractions[:, 2]
+    # The face hit is the one of the hit part that the point is closest to, in units of
+    # that part's half size.
+    low, high = part_bounds(name, size)
+    offset = hit - centre
     cos, sin = np.cos(yaw), np.sin(yaw)
-    along = (offset[:, 0] * cos + offset[:, 1] * sin) / (size[0] / 2)     # -1 .. 1
-    across = (-offset[:, 0] * sin + offset[:, 1] * cos) / (size[1] / 2)
-    up = offset[:, 2] / size[2] + 0.5                                       # 0 .. 1
-    # The face hit is the one the point is closest to, in units of the half size.
-    scaled = np.stack([np.abs(along), np.abs(across), np.abs(up - 0.5) * 2], axis=1)
-    face = scaled.argmax(axis=1)
+    local = np.stack([offset[:, 0] * cos + offset[:, 1] * sin,
+                      -offset[:, 0] * sin + offset[:, 1] * cos, offset[:, 2]], axis=1)
+    part_centre, part_half = (low + high)[part] / 2, (high - low)[part] / 2
+    scaled = (local - part_centre) / part_half
+    face = np.abs(scaled).argmax(axis=1)
     side = face < 2
-    normal_local = np.zeros_like(offset)
-    normal_local[np.arange(len(face)), face] = np.sign(
-        np.stack([along, across, up - 0.5], axis=1)[np.arange(len(face)), face])
+    rows = np.arange(len(face))
+    normal_local = np.zeros_like(local)
+    normal_local[rows, face] = np.sign(scaled[rows, face])
     normal = np.stack([normal_local[:, 0] * cos - normal_local[:, 1] * sin,
                        normal_local[:, 0] * sin + normal_local[:, 1] * cos,
                        normal_local[:, 2]], axis=1)
-    colour = np.tile(np.asarray(CLASS_COLOURS[name], dtype=np.float64), (len(offset), 1))
+    colour = np.tile(np.asarray(CLASS_COLOURS[name], dtype=np.float64), (len(hit), 1))
 
-    if name in ("car", "bus", "truck", "construction_vehicle"):
-        cab = {"car": 0.85, "bus": 0.92}.get(name, 0.0)
-        windows = side & (up > 0.62) & (up < 0.9) & ((np.abs(along) < cab) | (along > 0.55))
-        colour[windows] = _GLASS
-    if name in ("car", "bus", "truck", "construction_vehicle", "trailer", "motorcycle",
-                "bicycle"):
-        wheel_at = 0.55 if name in ("motorcycle", "bicycle") else 0.7
-        wheels = side & (up < 0.28) & (np.abs(np.abs(along) - wheel_at) < 0.2)
-        colour[wheels] = _TYRE
+    kind = surface_kind(name, fractions)
+    colour[kind == GLASS] = _GLASS
+    colour[kind == TYRE] = _TYRE
+    colour[kind == REFLECTOR] = _REAR_LIGHT
     if name == "pedestrian":
         colour[up > 0.86] = _SKIN
         colour[up < 0.42] = _TROUSERS

@@ -10,7 +10,11 @@ where the object is inside its class's evaluation range and hit by at least one 
 return; ``num_lidar_pts`` counts the returns of that key-frame sweep inside the box.
 
 Tables are written last, so an interrupted run leaves no loadable (half) database.
-``synthetic_truth.json`` at the root lists every object's class, size and velocity.
+``synthetic_truth.json`` at the root lists every object's class, size and velocity;
+``synthetic_generator.json`` records `GENERATOR_VERSION` and the arguments. The version
+changes whenever the same seed gives different data (version 2: vehicles got a front and
+a back, :mod:`.vehicle_shapes`), so that a caller that reuses a generated set (the
+driving check's ``prepare_data``) regenerates it rather than mixing it with newer sets.
 """
 from __future__ import annotations
 
@@ -34,9 +38,13 @@ from .sensor_rig import IMAGE_SIZE, SENSOR_CALIBRATION, camera_trigger_offset_us
 from .tables import TABLE_NAMES, link_chain, make_token, static_tables, visibility_token, \
     write_bytes_atomic, write_json_atomic
 
-__all__ = ["make_synthetic_nuscenes", "TRUTH_JSON", "SWEEPS_PER_SAMPLE", "LEAD_IN_SWEEPS"]
+__all__ = ["make_synthetic_nuscenes", "TRUTH_JSON", "GENERATOR_JSON", "GENERATOR_VERSION",
+           "SWEEPS_PER_SAMPLE", "LEAD_IN_SWEEPS"]
 
 TRUTH_JSON = "synthetic_truth.json"
+GENERATOR_JSON = "synthetic_generator.json"
+# 1: box-shaped objects; 2: vehicles with a front and a back (shapes, glass, reflectors).
+GENERATOR_VERSION = 2
 SWEEPS_PER_SAMPLE = 10            # 20 Hz LiDAR, 2 Hz key frames
 LEAD_IN_SWEEPS = 4                # sweeps before a scene's first key frame
 SWEEP_PERIOD_US = 50_000
@@ -51,8 +59,9 @@ def make_synthetic_nuscenes(out: str | Path, scenes: int, samples_per_scene: int
                             verbose: bool = True) -> dict[str, Any]:
     """Write `scenes` scenes of `samples_per_scene` key frames under `out`; return a summary.
 
-    The summary has ``root``, ``version``, ``scale``, ``scenes`` (name, split, token,
-    samples, objects, annotations each), ``splits`` (split -> scene names) and totals.
+    The summary has ``root``, ``version``, ``scale``, ``generator_version``, ``scenes``
+    (name, split, token, samples, objects, annotations each), ``splits`` (split -> scene
+    names) and totals.
     Raises ValueError for bad counts, an unknown version / scale, or more scenes than the
     version has official names.
     """
@@ -81,12 +90,16 @@ def make_synthetic_nuscenes(out: str | Path, scenes: int, samples_per_scene: int
                   f"({time.perf_counter() - scene_start:.1f} s)", flush=True)
     _add_maps(root, tables, seed)
     write_json_atomic(root / TRUTH_JSON, truth)
+    write_json_atomic(root / GENERATOR_JSON, {
+        "generator_version": GENERATOR_VERSION, "version": version, "scale": scale,
+        "seed": seed, "scenes": scenes, "samples_per_scene": samples_per_scene})
     for table, records in tables.items():    # last: only a complete database is loadable
         write_json_atomic(root / version / f"{table}.json", records)
     splits: dict[str, list[str]] = {}
     for scene in summary_scenes:
         splits.setdefault(scene["split"], []).append(scene["name"])
     return {"root": str(root), "version": version, "scale": scale, "seed": seed,
+            "generator_version": GENERATOR_VERSION,
             "scenes": summary_scenes, "splits": splits,
             "samples": len(tables["sample"]), "sample_data": len(tables["sample_data"]),
             "annotations": len(tables["sample_annotation"]),

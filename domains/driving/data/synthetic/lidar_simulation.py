@@ -5,10 +5,14 @@ sweep's own timestamp; the nearest hit among the ground plane (z = 0) and all bo
 so occlusion is real. Density falls with range from the angular sampling alone; on top,
 returns drop out with a probability that rises with range, and the range gets ~1 cm noise.
 
-Objects are hit on a solid 4 cm smaller than the annotated box on every side (and reaching
-10 cm below the ground), so every object return lies inside its annotated box with margin
-to spare: counting "points in box" then does not hinge on float rounding at the faces.
-Ground returns are kept at least 5 mm off z = 0 for the same reason (the box bottoms).
+Objects are hit on their shape (:mod:`.vehicle_shapes`: vehicles have a bonnet, a cabin or a
+cargo box, glass and rear reflectors, so they look different at yaw and at yaw + pi),
+whose outer faces sit 4 cm inside the annotated box (parts on the ground reach 10 cm below
+it), so every object return lies inside its annotated box with margin to spare: counting
+"points in box" then does not hinge on float rounding at the faces. Ground returns are
+kept at least 5 mm off z = 0 for the same reason (the box bottoms). A ray that hits glass
+returns with probability ``GLASS_RETURN_PROBABILITY`` only (it is lost otherwise);
+intensity is the class's, scaled by the surface (weak glass and tyres, bright reflectors).
 
 Stored points are ``float32 (P, 5)``: x, y, z in the LIDAR_TOP frame, intensity (0-255),
 ring index (0 = lowest beam), as in nuScenes ``.pcd.bin`` files.
@@ -22,6 +26,8 @@ import numpy as np
 from .road_and_ego import ASPHALT, GRASS, LANE_MARK, SIDEWALK, EgoTrajectory, ground_kind
 from .scene_objects import SceneObjects
 from .sensor_rig import EGO_EXTENT, LIDAR_BEAM_ELEVATIONS_DEG, LIDAR_MAX_RANGE
+from .vehicle_shapes import GLASS, GLASS_RETURN_PROBABILITY, SURFACE_INTENSITY_FACTOR, \
+    box_fractions, part_bounds, ray_parts_distance, surface_kind
 
 __all__ = ["LidarSweep", "AZIMUTH_STEPS", "simulate_sweep", "count_points_in_boxes",
            "ray_box_distance"]
@@ -32,7 +38,8 @@ _SOLID_INSET = 0.04
 _GROUND_CLEARANCE = 0.005
 _RANGE_NOISE = 0.01
 _MIN_RANGE = 1.0
-# Mean return intensity per class; the two twin classes share theirs on purpose.
+# Mean return intensity of a body surface per class (glass, tyres and reflectors scale it,
+# see vehicle_shapes); the two twin classes share theirs on purpose.
 CLASS_INTENSITY: dict[str, float] = {
     "car": 24.0, "truck": 28.0, "construction_vehicle": 32.0, "bus": 30.0, "trailer": 22.0,
     "barrier": 45.0, "motorcycle": 18.0, "bicycle": 18.0, "pedestrian": 12.0,
@@ -108,11 +115,9 @@ def simulate_sweep(sensor_to_global: np.ndarray, ego_to_global: np.ndarray,
                                    origin, step, azimuth_steps)
         if columns.size == 0:
             continue
-        half = objects.size[i] / 2
-        low = np.array([-half[0], -half[1], -half[2] - 0.1]) + [_SOLID_INSET, _SOLID_INSET, 0]
-        high = half - _SOLID_INSET
-        distance = ray_box_distance(origin, dirs[:, columns], centres[i], objects.yaw[i],
-                                    low, high)
+        low, high = part_bounds(objects.names[i], objects.size[i], _SOLID_INSET, 0.1)
+        distance, _ = ray_parts_distance(origin, dirs[:, columns], centres[i], objects.yaw[i],
+                                         low, high)
         distance[distance > LIDAR_MAX_RANGE] = np.inf
         reachable[i] = np.isfinite(distance).sum()
         sub_best = best[:, columns]
@@ -134,6 +139,12 @@ def simulate_sweep(sensor_to_global: np.ndarray, ego_to_global: np.ndarray,
                                                      LIDAR_MAX_RANGE) ** 2
     distance, index, ring = best[keep], best_index[keep], ring[keep]
     dirs, dirs_sensor = dirs[keep], dirs_sensor[keep]
+    # The surface is told from the exact hit, before the range noise moves it off the face.
+    surface = _surface_kinds(origin + distance[:, None] * dirs, index, objects, centres)
+    glass_lost = (surface == GLASS) & (rng.random(distance.shape) >= GLASS_RETURN_PROBABILITY)
+    distance, index, ring, dirs, dirs_sensor, surface = (
+        distance[~glass_lost], index[~glass_lost], ring[~glass_lost], dirs[~glass_lost],
+        dirs_sensor[~glass_lost], surface[~glass_lost])
     distance = distance + np.clip(rng.normal(0, _RANGE_NOISE, distance.shape), -0.02, 0.02)
 
     ground = index < 0
@@ -143,12 +154,12 @@ def simulate_sweep(sensor_to_global: np.ndarray, ego_to_global: np.ndarray,
     distance = np.where(too_flat, (target - origin[2]) / dirs[:, 2], distance)
     # Noise and the clearance nudge can push a grazing far return past the maximum range.
     inside = distance <= LIDAR_MAX_RANGE
-    distance, index, ring, dirs, dirs_sensor, ground = (
+    distance, index, ring, dirs, dirs_sensor, ground, surface = (
         distance[inside], index[inside], ring[inside], dirs[inside], dirs_sensor[inside],
-        ground[inside])
+        ground[inside], surface[inside])
 
     global_xyz = origin + distance[:, None] * dirs
-    intensity = _intensity(global_xyz, index, ground, objects, road, rng)
+    intensity = _intensity(global_xyz, index, ground, surface, objects, road, rng)
     points = np.concatenate([distance[:, None] * dirs_sensor, intensity[:, None],
                              ring[:, None].astype(np.float64)], axis=1).astype(np.float32)
     on_ego = _inside_ego(global_xyz, ego_to_global)
@@ -194,16 +205,35 @@ def _box_corners(centre: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray
     return rotated + centre
 
 
+def _surface_kinds(global_xyz: np.ndarray, index: np.ndarray, objects: SceneObjects,
+                   centres: np.ndarray) -> np.ndarray:
+    """Surface kind (P,) of each return (`vehicle_shapes.BODY` for the ground)."""
+    kind = np.zeros(len(index), dtype=np.int8)
+    hit = index >= 0
+    if not hit.any():
+        return kind
+    names = np.array(objects.names)
+    fractions = box_fractions(global_xyz[hit], centres[index[hit]], objects.size[index[hit]],
+                              objects.yaw[index[hit]])
+    kinds = np.zeros(int(hit.sum()), dtype=np.int8)
+    for name in np.unique(names[index[hit]]):
+        of_class = names[index[hit]] == name
+        kinds[of_class] = surface_kind(str(name), fractions[of_class])
+    kind[hit] = kinds
+    return kind
+
+
 def _intensity(global_xyz: np.ndarray, index: np.ndarray, ground: np.ndarray,
-               objects: SceneObjects, road: EgoTrajectory, rng: np.random.Generator
-               ) -> np.ndarray:
-    """Return intensity (P,): by ground material, or by the hit object's class."""
+               surface: np.ndarray, objects: SceneObjects, road: EgoTrajectory,
+               rng: np.random.Generator) -> np.ndarray:
+    """Return intensity (P,): by ground material, or by the hit object's class and surface
+    (kind codes of `vehicle_shapes`)."""
     mean = np.zeros(len(index))
     s, d = road.road_coordinates(global_xyz[ground, :2])
     kind = ground_kind(s, d)
     mean[ground] = _GROUND_INTENSITY[kind]
     class_mean = np.array([CLASS_INTENSITY[name] for name in objects.names] or [0.0])
-    mean[~ground] = class_mean[index[~ground]]
+    mean[~ground] = class_mean[index[~ground]] * SURFACE_INTENSITY_FACTOR[surface[~ground]]
     return np.clip(mean * rng.normal(1.0, 0.25, mean.shape), 0, 255).round()
 
 

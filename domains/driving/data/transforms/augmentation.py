@@ -102,14 +102,33 @@ class RandomFlip3D:
             left/right of the car swap; yaw -> -yaw, vy -> -vy).
         flip_ratio_bev_vertical: probability of flipping x (front/back swap;
             yaw -> pi - yaw, vx -> -vx).
+        flip_mode: ``'independent'`` (default, mmdet3d's behaviour): each flip is drawn on
+            its own. ``'keep_handedness'``: only the two flips together (a rotation by pi
+            about z: x, y, vx, vy -> -x, -y, -vx, -vy, yaw -> yaw + pi) or none, drawn once
+            with probability ``flip_ratio_bev_horizontal``, which must then equal
+            ``flip_ratio_bev_vertical``.
+
+    Why ``'keep_handedness'``: a single flip is a mirror image, and a mirror turns
+    right-hand traffic into left-hand traffic. Where every scene drives on one side (the
+    generated database drives on the right: same-direction lanes right of the ego,
+    oncoming ones left, cars parked heading with their lane), the side of the road an
+    object is on tells its direction of travel, and independent flips teach the model that
+    both directions are equally likely on each side. A rotation by pi keeps the handedness
+    and still shows each object class at new headings and positions. Real nuScenes mixes
+    right-hand (Boston) and left-hand (Singapore) scenes, so there the mirrors cost
+    nothing and the default stays mmdet3d's. Either mode keeps an object's own front and
+    back consistent with its label (the flipped yaw follows the flipped points).
 
     Images are not flipped (a flip of the scene is carried by ``lidar_aug_matrix``).
     Records ``pcd_horizontal_flip`` / ``pcd_vertical_flip``; when they are already set
-    (test-time augmentation) they are obeyed instead of drawn.
+    (test-time augmentation) they are obeyed instead of drawn, in either mode.
     """
 
+    FLIP_MODES = ("independent", "keep_handedness")
+
     def __init__(self, flip_ratio_bev_horizontal: float = 0.0,
-                 flip_ratio_bev_vertical: float = 0.0, sync_2d: bool = False) -> None:
+                 flip_ratio_bev_vertical: float = 0.0, sync_2d: bool = False,
+                 flip_mode: str = "independent") -> None:
         for name, p in (("flip_ratio_bev_horizontal", flip_ratio_bev_horizontal),
                         ("flip_ratio_bev_vertical", flip_ratio_bev_vertical)):
             if not 0.0 <= p <= 1.0:
@@ -118,12 +137,27 @@ class RandomFlip3D:
             raise ValueError("sync_2d=True (flipping the camera images with the scene) is not "
                              "supported: multi-view images keep their geometry and the flip "
                              "is carried by lidar_aug_matrix")
+        if flip_mode not in self.FLIP_MODES:
+            raise ValueError(f"flip_mode must be one of {self.FLIP_MODES}, got {flip_mode!r}")
+        if flip_mode == "keep_handedness" and \
+                flip_ratio_bev_horizontal != flip_ratio_bev_vertical:
+            raise ValueError(
+                "flip_mode='keep_handedness' flips both axes together (a rotation by pi), so "
+                "flip_ratio_bev_horizontal and flip_ratio_bev_vertical must be equal; got "
+                f"{flip_ratio_bev_horizontal} and {flip_ratio_bev_vertical}")
         self.flip_ratio_bev_horizontal = flip_ratio_bev_horizontal
         self.flip_ratio_bev_vertical = flip_ratio_bev_vertical
+        self.flip_mode = flip_mode
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         """``points`` (P, C), ``gt_bboxes_3d`` (N, 9) -> same shapes, flipped;
         ``lidar_aug_matrix`` (4, 4) updated."""
+        if self.flip_mode == "keep_handedness":
+            if "pcd_horizontal_flip" not in results and "pcd_vertical_flip" not in results:
+                both = bool(np.random.rand() < self.flip_ratio_bev_horizontal)
+                results["pcd_horizontal_flip"] = results["pcd_vertical_flip"] = both
+            results.setdefault("pcd_horizontal_flip", False)
+            results.setdefault("pcd_vertical_flip", False)
         if "pcd_horizontal_flip" not in results:
             results["pcd_horizontal_flip"] = bool(
                 np.random.rand() < self.flip_ratio_bev_horizontal)
@@ -139,4 +173,4 @@ class RandomFlip3D:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(flip_ratio_bev_horizontal="
                 f"{self.flip_ratio_bev_horizontal}, flip_ratio_bev_vertical="
-                f"{self.flip_ratio_bev_vertical})")
+                f"{self.flip_ratio_bev_vertical}, flip_mode={self.flip_mode!r})")

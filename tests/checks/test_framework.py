@@ -72,10 +72,12 @@ def test_shipped_check_configs_name_existing_configs_and_their_own_steps(domain)
     check = load_check(str(ROOT / "configs" / "checks" / f"{domain}.py"), smoke=True)
     names = {step["name"] for step in check.steps}
     for step in check.steps:
-        if step.get("config"):
-            assert (ROOT / step["config"]).is_file(), step["config"]
-        if step.get("checkpoint"):
-            assert step["checkpoint"] in names
+        for config in [step.get("config"), *dict(step.get("configs") or {}).values()]:
+            if config:
+                assert (ROOT / config).is_file(), config
+        for key in ("checkpoint", "test", "reference"):  # steps that name earlier steps
+            if step.get(key):
+                assert step[key] in names, (step["name"], key, step[key])
     for threshold in check.thresholds:
         tree = threshold["value"]
         used = {part.split(".")[0] for part in tree.replace("(", " ").replace(")", " ").split()

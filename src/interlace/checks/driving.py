@@ -1,14 +1,17 @@
 """Data of the driving check: a generated nuScenes-format database (v1.0-trainval names,
 so it can hold more than 10 scenes; about a fifth of the scenes are val and never
 trained on), its mmdet3d-layout info files and GT-paste database, written where the
-check's configs read them."""
+check's configs read them. Its own step kinds (``motion``, ``lag_reversal``,
+``voxel_coverage``, ``gt_as_predictions``) are in :mod:`.driving_motion`."""
 from __future__ import annotations
 
 import json
 import os.path as osp
 from pathlib import Path
 
-__all__ = ["prepare_data"]
+from .driving_motion import STEP_KINDS
+
+__all__ = ["prepare_data", "STEP_KINDS"]
 
 
 def prepare_data(data: dict) -> dict:

@@ -34,6 +34,7 @@ from .image_loading import LoadMultiViewImages
 from .image_transforms import ImageNormalize, ImageResizeCrop
 from .loading import (LoadAnnotations3D, LoadPointsFromFile, LoadPointsFromMultiSweeps,
                       read_points_file)
+from .time_lag import ReverseTimeLag, reverse_time_lag
 # Last, as a module: gt_paste imports the loaders above, and this form also works when
 # gt_paste is the module imported first. Importing it registers ObjectSample.
 from .. import gt_paste  # noqa: F401
@@ -44,5 +45,5 @@ __all__ = [
     "ImageNormalize", "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter",
     "PointShuffle", "Pack3DDetInputs", "transform_boxes", "transform_points",
     "undo_lidar_augmentation", "limit_yaw", "apply_lidar_transform", "select_objects",
-    "read_points_file", "DEFAULT_META_KEYS",
+    "read_points_file", "DEFAULT_META_KEYS", "ReverseTimeLag", "reverse_time_lag",
 ]

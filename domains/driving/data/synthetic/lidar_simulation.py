@@ -27,7 +27,7 @@ from .road_and_ego import ASPHALT, GRASS, LANE_MARK, SIDEWALK, EgoTrajectory, gr
 from .scene_objects import SceneObjects
 from .sensor_rig import EGO_EXTENT, LIDAR_BEAM_ELEVATIONS_DEG, LIDAR_MAX_RANGE
 from .vehicle_shapes import GLASS, GLASS_RETURN_PROBABILITY, SURFACE_INTENSITY_FACTOR, \
-    box_fractions, part_bounds, ray_parts_distance, surface_kind
+    box_fractions, part_bounds, ray_parts_distance, rays_in_box_frame, surface_kind
 
 __all__ = ["LidarSweep", "AZIMUTH_STEPS", "simulate_sweep", "count_points_in_boxes",
            "ray_box_distance"]
@@ -69,12 +69,7 @@ def ray_box_distance(origin: np.ndarray, directions: np.ndarray, centre: np.ndar
     origin: (3,) global; directions: (..., 3) global unit vectors; centre: (3,);
     low / high: (3,) box extent in its own frame (x along the heading). Returns (...).
     """
-    cos, sin = float(np.cos(yaw)), float(np.sin(yaw))
-    offset = np.asarray(origin, dtype=np.float64) - centre
-    local_origin = (offset[0] * cos + offset[1] * sin, -offset[0] * sin + offset[1] * cos,
-                    offset[2])
-    local_dirs = (directions[..., 0] * cos + directions[..., 1] * sin,
-                  -directions[..., 0] * sin + directions[..., 1] * cos, directions[..., 2])
+    local_origin, local_dirs = rays_in_box_frame(origin, directions, centre, yaw)
     t_near = t_far = None
     # Per axis rather than reductions over a length-3 axis: several times faster in numpy.
     for axis in range(3):
